@@ -1,0 +1,91 @@
+//! Requests that are not Pub/Sub push envelopes get a 4xx with a JSON body naming the problem.
+
+use crate::helpers::*;
+
+async fn rejected(app: &TestApp, body: &str, expected_status: u16) -> serde_json::Value {
+    json_body(app.post_push(body.to_string()).await, "/push", expected_status).await
+}
+
+#[tokio::test]
+async fn envelope_problems_are_400_with_the_problem_named() {
+    let app = spawn_app().await;
+    let cases = [
+        ("not json at all", "body is not a Pub/Sub push envelope"),
+        (r#"{"hello": "world"}"#, "envelope has no `message`"),
+        (r#"{"message": {"data": "e30=", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message has no `messageId`"),
+        (r#"{"message": {"data": "%%%", "messageId": "1", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message `data` is not valid base64"),
+        (r#"{"message": {"data": "e30=", "messageId": "1"}}"#, "message has no `publishTime`"),
+        (r#"{"message": {"data": "e30=", "messageId": "1", "publishTime": "yesterday"}}"#, "publish time \"yesterday\" is not an RFC 3339 timestamp"),
+        (r#"{"message": {"data": "e30=", "messageId": "../../etc", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message id \"../../etc\" is not usable"),
+    ];
+    for (body, message) in cases {
+        let error = rejected(&app, body, 400).await;
+        assert_eq!(error["error"], "bad_envelope", "{body}");
+        assert!(error["message"].as_str().unwrap().starts_with(message), "{body}: {error}");
+    }
+    assert!(app.landed_objects().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unwrapped_push_without_publish_time_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/push", app.address))
+        .header("x-goog-pubsub-message-id", "9")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let error = json_body(response, "/push", 400).await;
+    assert_eq!(error["message"], "message has no `publishTime`");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_whether_or_not_its_length_is_declared() {
+    let app = spawn_app_with(&["--max-body-bytes", "1024"]).await;
+    let big = envelope("1", &vec![b'x'; 4096]).to_string();
+
+    let declared = app.post_push(big.clone()).await;
+    let error = json_body(declared, "/push", 413).await;
+    assert_eq!(error["error"], "payload_too_large");
+
+    let chunks: Vec<Result<String, std::io::Error>> = vec![Ok(big[..600].to_string()), Ok(big[600..].to_string())];
+    let streamed = app.post_push(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).await;
+    json_body(streamed, "/push", 413).await;
+    assert!(app.landed_objects().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn arbitrary_bytes_never_crash_the_service() {
+    let app = spawn_app().await;
+    // A deterministic pseudo-random stream: the same inputs on every run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..200u64 {
+        let len = (next() % 300) as usize;
+        let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let status = if i % 2 == 0 {
+            app.post_push(data).await.status().as_u16()
+        } else {
+            // Valid envelopes around random payloads: these must all be dead-lettered.
+            let response = app.push_json(&envelope(&format!("r{i}"), &data)).await;
+            response.status().as_u16()
+        };
+        assert!(
+            (i % 2 == 0 && status == 400) || (i % 2 == 1 && status == 200),
+            "input {i} got {status}"
+        );
+    }
+    assert_eq!(app.count("dead_letter"), 100);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the app on port 0, driven over HTTP, asserting on files, rows,
+//! statuses and bodies (every JSON body is also checked against openapi/landfall.yaml).
+
+mod bad_input;
+mod dead_letter;
+mod health;
+mod helpers;
+mod landing;
+mod redelivery;
+mod resilience;

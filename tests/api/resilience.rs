@@ -1,0 +1,122 @@
+//! Failure paths: a sink that cannot write nacks (and the redelivery heals it), overload is
+//! refused at once, and a stop signal drains what is in flight.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_locked_warehouse_nacks_and_the_redelivery_lands_exactly_once() {
+    let app = spawn_app_with(&["--sqlite-busy-timeout-ms", "100"]).await;
+    let blocker = rusqlite::Connection::open(app.data_dir.path().join("warehouse.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let error = json_body(app.push_fixture("order.json").await, "/push", 503).await;
+    assert_eq!(error["error"], "sink_unavailable");
+    assert_eq!(
+        error["message"],
+        "the warehouse sink is unavailable; the message will be redelivered"
+    );
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let ack = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    // The file landed on the first attempt; the row only now.
+    assert_eq!(ack["duplicate"], false);
+    assert_eq!(app.landed_objects().len(), 1);
+    assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_landing_folder_that_cannot_be_written_nacks_until_it_can() {
+    let app = spawn_app().await;
+    let blocked = app.landing_root().join("output/order");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"a file where a folder must go").unwrap();
+
+    let error = json_body(app.push_fixture("order.json").await, "/push", 503).await;
+    assert_eq!(error["message"], "the landing sink is unavailable; the message will be redelivered");
+
+    std::fs::remove_file(&blocked).unwrap();
+    json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    assert_eq!(
+        app.landed_objects(),
+        vec!["output/order/2026/11/25/09/14/order_20261125091403_1000001.json".to_string()]
+    );
+    assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_get_429_at_once() {
+    // A long linger keeps the first request in flight while the second arrives.
+    let app = spawn_app_with(&["--max-concurrency", "1", "--batch-linger-ms", "1000"]).await;
+    let first = tokio::spawn({
+        let client = app.client.clone();
+        let url = format!("{}/push", app.address);
+        async move { client.post(url).body(fixture("order.json")).send().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let second = app.push_fixture("inventory.json").await;
+    assert!(started.elapsed() < Duration::from_millis(500), "429 must not wait for capacity");
+    assert_eq!(second.headers()["retry-after"], "1");
+    let error = json_body(second, "/push", 429).await;
+    assert_eq!(error["error"], "overloaded");
+
+    json_body(first.await.unwrap(), "/push", 200).await;
+    assert_eq!(app.count("inventory"), 0);
+    // Health probes are not subject to the push limit.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_pending_batch_then_exits_zero() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .args(["--batch-linger-ms", "1500"])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("landfall logs its address").unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        assert!(entry["severity"].is_string(), "Cloud Logging needs severity: {line}");
+        if entry["message"] == "landfall is serving" {
+            break entry["address"].as_str().unwrap().to_string();
+        }
+    };
+    let push = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{address}/push"))
+            .body(fixture("order.json"))
+            .send()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let response = push.await.unwrap();
+    assert_eq!(response.status(), 200, "the in-flight request is answered, not dropped");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let object = data_dir
+        .path()
+        .join("landing/output/order/2026/11/25/09/14/order_20261125091403_1000001.json");
+    assert_eq!(std::fs::read(object).unwrap(), fixture_data("order.json"));
+    let db = rusqlite::Connection::open(data_dir.path().join("warehouse.db")).unwrap();
+    let rows: i64 = db.query_row("SELECT COUNT(*) FROM \"order\"", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1);
+}
