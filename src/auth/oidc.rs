@@ -40,7 +40,8 @@ pub struct Claims {
     pub email_verified: Option<Value>,
     pub sub: Option<String>,
     pub iat: Option<i64>,
-    pub exp: i64,
+    /// Required; optional here only so its absence is reported as such.
+    pub exp: Option<i64>,
 }
 
 pub struct OidcVerifier {
@@ -86,14 +87,14 @@ impl OidcVerifier {
         let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(token)
-            .filter(|c| c.exp + self.leeway > now)
+            .filter(|c| c.exp.is_some_and(|exp| exp + self.leeway > now))
             .cloned()
     }
 
     fn remember(&self, token: &str, claims: &Claims, now: i64) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, c| c.exp + self.leeway > now);
+            cache.retain(|_, c| c.exp.is_some_and(|exp| exp + self.leeway > now));
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }

@@ -3,7 +3,12 @@
 use crate::helpers::*;
 
 async fn rejected(app: &TestApp, body: &str, expected_status: u16) -> serde_json::Value {
-    json_body(app.post_push(body.to_string()).await, "/push", expected_status).await
+    json_body(
+        app.post_push(body.to_string()).await,
+        "/push",
+        expected_status,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -12,16 +17,34 @@ async fn envelope_problems_are_400_with_the_problem_named() {
     let cases = [
         ("not json at all", "body is not a Pub/Sub push envelope"),
         (r#"{"hello": "world"}"#, "envelope has no `message`"),
-        (r#"{"message": {"data": "e30=", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message has no `messageId`"),
-        (r#"{"message": {"data": "%%%", "messageId": "1", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message `data` is not valid base64"),
-        (r#"{"message": {"data": "e30=", "messageId": "1"}}"#, "message has no `publishTime`"),
-        (r#"{"message": {"data": "e30=", "messageId": "1", "publishTime": "yesterday"}}"#, "publish time \"yesterday\" is not an RFC 3339 timestamp"),
-        (r#"{"message": {"data": "e30=", "messageId": "../../etc", "publishTime": "2026-11-25T10:00:00Z"}}"#, "message id \"../../etc\" is not usable"),
+        (
+            r#"{"message": {"data": "e30=", "publishTime": "2026-11-25T10:00:00Z"}}"#,
+            "message has no `messageId`",
+        ),
+        (
+            r#"{"message": {"data": "%%%", "messageId": "1", "publishTime": "2026-11-25T10:00:00Z"}}"#,
+            "message `data` is not valid base64",
+        ),
+        (
+            r#"{"message": {"data": "e30=", "messageId": "1"}}"#,
+            "message has no `publishTime`",
+        ),
+        (
+            r#"{"message": {"data": "e30=", "messageId": "1", "publishTime": "yesterday"}}"#,
+            "publish time \"yesterday\" is not an RFC 3339 timestamp",
+        ),
+        (
+            r#"{"message": {"data": "e30=", "messageId": "../../etc", "publishTime": "2026-11-25T10:00:00Z"}}"#,
+            "message id \"../../etc\" is not usable",
+        ),
     ];
     for (body, message) in cases {
         let error = rejected(&app, body, 400).await;
         assert_eq!(error["error"], "bad_envelope", "{body}");
-        assert!(error["message"].as_str().unwrap().starts_with(message), "{body}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().starts_with(message),
+            "{body}: {error}"
+        );
     }
     assert!(app.landed_objects().is_empty());
     app.stop().await;
@@ -52,8 +75,11 @@ async fn a_body_over_the_limit_is_413_whether_or_not_its_length_is_declared() {
     let error = json_body(declared, "/push", 413).await;
     assert_eq!(error["error"], "payload_too_large");
 
-    let chunks: Vec<Result<String, std::io::Error>> = vec![Ok(big[..600].to_string()), Ok(big[600..].to_string())];
-    let streamed = app.post_push(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).await;
+    let chunks: Vec<Result<String, std::io::Error>> =
+        vec![Ok(big[..600].to_string()), Ok(big[600..].to_string())];
+    let streamed = app
+        .post_push(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .await;
     json_body(streamed, "/push", 413).await;
     assert!(app.landed_objects().is_empty());
     app.stop().await;

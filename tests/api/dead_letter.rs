@@ -41,18 +41,42 @@ async fn every_class_of_poison_gets_a_reason_that_names_the_field_and_rule() {
         (b"{not json".to_vec(), "payload is not valid JSON: "),
         (b"[1, 2]".to_vec(), "payload is not a JSON object"),
         (br#"{"order_id": "x"}"#.to_vec(), "event_type: is required"),
-        (br#"{"event_type": "refund"}"#.to_vec(), "event_type: unknown value \"refund\", expected one of order, inventory, user_activity"),
+        (
+            br#"{"event_type": "refund"}"#.to_vec(),
+            "event_type: unknown value \"refund\", expected one of order, inventory, user_activity",
+        ),
         (without("customer_id"), "order.customer_id: is required"),
-        (with("/status", json!("lost")), "order.status: must be one of pending, processing, shipped, delivered"),
-        (with("/items/1/quantity", json!(-1)), "order.items[1].quantity: must be an integer greater than or equal to 0"),
-        (with("/items/0/price", json!("12.50")), "order.items[0].price: must be a number"),
-        (with("/order_date", json!("25/11/2026")), "order.order_date: must be an RFC 3339 timestamp"),
-        (with("/shipping_address", json!("Bergen")), "order.shipping_address: must be an object"),
-        (with("/order_id", json!("")), "order.order_id: must be a non-empty string"),
+        (
+            with("/status", json!("lost")),
+            "order.status: must be one of pending, processing, shipped, delivered",
+        ),
+        (
+            with("/items/1/quantity", json!(-1)),
+            "order.items[1].quantity: must be an integer greater than or equal to 0",
+        ),
+        (
+            with("/items/0/price", json!("12.50")),
+            "order.items[0].price: must be a number",
+        ),
+        (
+            with("/order_date", json!("25/11/2026")),
+            "order.order_date: must be an RFC 3339 timestamp",
+        ),
+        (
+            with("/shipping_address", json!("Bergen")),
+            "order.shipping_address: must be an object",
+        ),
+        (
+            with("/order_id", json!("")),
+            "order.order_id: must be a non-empty string",
+        ),
     ];
     for (data, expected) in cases {
         let reason = dead_letter_reason(&data).await;
-        assert!(reason.starts_with(expected), "expected {expected:?}, got {reason:?}");
+        assert!(
+            reason.starts_with(expected),
+            "expected {expected:?}, got {reason:?}"
+        );
     }
 }
 
@@ -71,7 +95,10 @@ async fn a_dead_letter_file_keeps_the_original_data_and_the_reason() {
     assert_eq!(file["message_id"], "1000004");
     assert_eq!(file["event_type"], "order");
     assert_eq!(file["data_encoding"], "utf-8");
-    assert_eq!(file["data"].as_str().unwrap().as_bytes(), fixture_data("invalid-order.json"));
+    assert_eq!(
+        file["data"].as_str().unwrap().as_bytes(),
+        fixture_data("invalid-order.json")
+    );
     let rows = app.query("SELECT message_id, publish_time, subscription, event_type, reason, landing_uri FROM dead_letter");
     assert_eq!(
         rows,
@@ -91,7 +118,12 @@ async fn a_dead_letter_file_keeps_the_original_data_and_the_reason() {
 async fn binary_data_is_dead_lettered_as_base64() {
     let app = spawn_app().await;
 
-    json_body(app.push_json(&envelope("556", &[0xff, 0xfe, 0x00])).await, "/push", 200).await;
+    json_body(
+        app.push_json(&envelope("556", &[0xff, 0xfe, 0x00])).await,
+        "/push",
+        200,
+    )
+    .await;
 
     assert_eq!(
         app.query("SELECT data, data_encoding FROM dead_letter"),

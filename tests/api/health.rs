@@ -19,7 +19,12 @@ async fn readyz_lists_every_check_and_fails_when_a_sink_cannot_write() {
 
     let ready = json_body(app.get("/readyz").await, "/readyz", 200).await;
     assert_eq!(ready["status"], "ready");
-    let names: Vec<_> = ready["checks"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names, ["landing", "warehouse", "auth"]);
 
     // A file where the landing folder should be: nothing can be written there.
@@ -30,7 +35,10 @@ async fn readyz_lists_every_check_and_fails_when_a_sink_cannot_write() {
     let landing = &not_ready["checks"][0];
     assert_eq!(landing["name"], "landing");
     assert_eq!(landing["ok"], false);
-    assert!(landing["error"].as_str().unwrap().contains("cannot write"), "{landing}");
+    assert!(
+        landing["error"].as_str().unwrap().contains("cannot write"),
+        "{landing}"
+    );
     assert_eq!(not_ready["checks"][1]["ok"], true);
 
     std::fs::remove_file(app.landing_root()).unwrap();

@@ -90,7 +90,9 @@ pub fn fixture_data(name: &str) -> Vec<u8> {
 }
 
 pub fn b64decode(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 /// A wrapped push envelope as Pub/Sub sends it.
@@ -156,7 +158,9 @@ impl TestApp {
         let mut statement = db.prepare(sql).unwrap();
         let columns = statement.column_count();
         statement
-            .query_map([], |row| (0..columns).map(|i| row.get::<_, SqlValue>(i)).collect())
+            .query_map([], |row| {
+                (0..columns).map(|i| row.get::<_, SqlValue>(i)).collect()
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect()
@@ -181,7 +185,9 @@ impl TestApp {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.map(Result::unwrap) {
         let path = entry.path();
         if path.is_dir() {
@@ -200,7 +206,11 @@ pub fn text(value: &str) -> SqlValue {
 pub fn assert_matches_openapi(path: &str, method: &str, status: u16, body: &Value) {
     static DOC: OnceLock<Value> = OnceLock::new();
     let doc = DOC.get_or_init(|| {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/landfall.yaml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/openapi/landfall.yaml"
+        ))
+        .unwrap();
         serde_yaml::from_str(&text).expect("openapi/landfall.yaml parses")
     });
     let pointer = format!(

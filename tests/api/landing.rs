@@ -31,7 +31,9 @@ async fn an_order_lands_as_its_exact_bytes_and_one_typed_row() {
             text("CUST-4471"),
             text("2026-11-25T09:14:03Z"),
             text("processing"),
-            text(r#"[{"price":12.5,"product_id":"SKU-1001","product_name":"Espresso cups (set of 2)","quantity":2},{"price":34.99,"product_id":"SKU-2203","product_name":"Milk frother","quantity":1}]"#),
+            text(
+                r#"[{"price":12.5,"product_id":"SKU-1001","product_name":"Espresso cups (set of 2)","quantity":2},{"price":34.99,"product_id":"SKU-2203","product_name":"Milk frother","quantity":1}]"#
+            ),
             text(r#"{"city":"Bergen","country":"NO","street":"12 Harbour Road"}"#),
             SqlValue::Real(59.99),
             text("1000001"),
@@ -83,7 +85,9 @@ async fn user_activity_is_partitioned_in_utc_and_keeps_unknown_fields_in_raw() {
     let object = "output/user_activity/2026/11/25/08/13/user_activity_20261125081358_1000003.json";
     assert_eq!(app.landed_objects(), vec![object.to_string()]);
     assert_eq!(app.read_object(object), fixture_data("user-activity.json"));
-    let rows = app.query("SELECT user_id, activity_type, ip_address, timestamp, metadata, raw FROM user_activity");
+    let rows = app.query(
+        "SELECT user_id, activity_type, ip_address, timestamp, metadata, raw FROM user_activity",
+    );
     let raw = String::from_utf8(fixture_data("user-activity.json")).unwrap();
     assert!(raw.contains(r#""campaign":"black-friday""#));
     assert_eq!(
@@ -110,7 +114,10 @@ async fn an_unwrapped_push_reads_metadata_and_attributes_from_headers() {
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-goog-pubsub-message-id", "2000001")
         .header("x-goog-pubsub-publish-time", "2026-11-25T09:20:01.500Z")
-        .header("x-goog-pubsub-subscription-name", "projects/shop-data/subscriptions/landfall-raw")
+        .header(
+            "x-goog-pubsub-subscription-name",
+            "projects/shop-data/subscriptions/landfall-raw",
+        )
         .header("source", "warehouse-scanner")
         .body(fixture("unwrapped-inventory.json"))
         .send()
@@ -158,6 +165,9 @@ async fn delivery_attempt_is_recorded_when_the_subscription_sends_it() {
 
     json_body(app.push_json(&body).await, "/push", 200).await;
 
-    assert_eq!(app.query("SELECT delivery_attempt FROM inventory"), vec![vec![SqlValue::Integer(3)]]);
+    assert_eq!(
+        app.query("SELECT delivery_attempt FROM inventory"),
+        vec![vec![SqlValue::Integer(3)]]
+    );
     app.stop().await;
 }

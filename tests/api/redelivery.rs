@@ -46,7 +46,10 @@ async fn a_redelivered_poison_message_keeps_one_dead_letter() {
         assert_eq!(ack["outcome"], "dead_lettered");
     }
 
-    assert_eq!(app.landed_objects(), vec!["output/_dead_letter/2026/11/25/09/15/1000004.json".to_string()]);
+    assert_eq!(
+        app.landed_objects(),
+        vec!["output/_dead_letter/2026/11/25/09/15/1000004.json".to_string()]
+    );
     assert_eq!(app.count("dead_letter"), 1);
     assert_eq!(app.count("order"), 0);
     app.stop().await;

@@ -37,7 +37,10 @@ async fn a_landing_folder_that_cannot_be_written_nacks_until_it_can() {
     std::fs::write(&blocked, b"a file where a folder must go").unwrap();
 
     let error = json_body(app.push_fixture("order.json").await, "/push", 503).await;
-    assert_eq!(error["message"], "the landing sink is unavailable; the message will be redelivered");
+    assert_eq!(
+        error["message"],
+        "the landing sink is unavailable; the message will be redelivered"
+    );
 
     std::fs::remove_file(&blocked).unwrap();
     json_body(app.push_fixture("order.json").await, "/push", 200).await;
@@ -57,13 +60,23 @@ async fn requests_beyond_the_concurrency_limit_get_429_at_once() {
     let first = tokio::spawn({
         let client = app.client.clone();
         let url = format!("{}/push", app.address);
-        async move { client.post(url).body(fixture("order.json")).send().await.unwrap() }
+        async move {
+            client
+                .post(url)
+                .body(fixture("order.json"))
+                .send()
+                .await
+                .unwrap()
+        }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = std::time::Instant::now();
     let second = app.push_fixture("inventory.json").await;
-    assert!(started.elapsed() < Duration::from_millis(500), "429 must not wait for capacity");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "429 must not wait for capacity"
+    );
     assert_eq!(second.headers()["retry-after"], "1");
     let error = json_body(second, "/push", 429).await;
     assert_eq!(error["error"], "overloaded");
@@ -90,7 +103,10 @@ async fn sigterm_drains_a_pending_batch_then_exits_zero() {
     let address = loop {
         let line = lines.next().expect("landfall logs its address").unwrap();
         let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        assert!(entry["severity"].is_string(), "Cloud Logging needs severity: {line}");
+        assert!(
+            entry["severity"].is_string(),
+            "Cloud Logging needs severity: {line}"
+        );
         if entry["message"] == "landfall is serving" {
             break entry["address"].as_str().unwrap().to_string();
         }
@@ -105,18 +121,30 @@ async fn sigterm_drains_a_pending_batch_then_exits_zero() {
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
 
     let response = push.await.unwrap();
-    assert_eq!(response.status(), 200, "the in-flight request is answered, not dropped");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the in-flight request is answered, not dropped"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit status {status}");
     let object = data_dir
         .path()
         .join("landing/output/order/2026/11/25/09/14/order_20261125091403_1000001.json");
     assert_eq!(std::fs::read(object).unwrap(), fixture_data("order.json"));
     let db = rusqlite::Connection::open(data_dir.path().join("warehouse.db")).unwrap();
-    let rows: i64 = db.query_row("SELECT COUNT(*) FROM \"order\"", [], |r| r.get(0)).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM \"order\"", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(rows, 1);
 }

@@ -1,0 +1,394 @@
+//! OIDC: exactly the tokens Google mints for this subscription's service account and audience
+//! get through; everything else is 401 (bad token) or 403 (genuine token, wrong party).
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims, now};
+
+async fn spawn_oidc_app(jwks: &JwksServer) -> TestApp {
+    spawn_app_with(&[
+        "--auth",
+        "oidc",
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-allowed-email",
+        PUSHER,
+        "--oidc-jwks-url",
+        &jwks.url,
+    ])
+    .await
+}
+
+async fn wait_until_ready(app: &TestApp) {
+    for _ in 0..200 {
+        if app.get("/readyz").await.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the app never became ready");
+}
+
+async fn push_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/push", app.address))
+        .body(fixture("order.json"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    request.send().await.unwrap()
+}
+
+fn claims_with(changes: Value) -> Value {
+    let mut claims = google_claims();
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
+}
+
+fn b64(value: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+#[tokio::test]
+async fn a_token_from_the_allowed_service_account_is_accepted() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    wait_until_ready(&app).await;
+
+    let token = key.sign(&google_claims());
+    let ack = json_body(
+        push_with(&app, Some(&format!("Bearer {token}"))).await,
+        "/push",
+        200,
+    )
+    .await;
+
+    assert_eq!(ack["outcome"], "landed");
+    assert_eq!(app.count("order"), 1);
+    // The issuer without scheme is Google's too.
+    let other = key.sign(&claims_with(
+        json!({"iss": "accounts.google.com", "iat": now() - 5}),
+    ));
+    json_body(
+        push_with(&app, Some(&format!("Bearer {other}"))).await,
+        "/push",
+        200,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_token_is_refused_with_the_right_status() {
+    let key = TestKey::generate("k1");
+    let stranger = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    wait_until_ready(&app).await;
+
+    let good = key.sign(&google_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let none_header = json!({"alg": "none", "typ": "JWT", "kid": "k1"});
+    let mut hs256 = Header::new(Algorithm::HS256);
+    hs256.kid = Some("k1".into());
+    let mut no_kid = Header::new(Algorithm::RS256);
+    no_kid.kid = None;
+    let mut unknown_kid = Header::new(Algorithm::RS256);
+    unknown_kid.kid = Some("k9".into());
+    let evil_claims =
+        claims_with(json!({"email": "attacker@evil-project.iam.gserviceaccount.com"}));
+    let flipped = {
+        let mut signature = parts[2].to_string();
+        let last = if signature.ends_with('A') { "B" } else { "A" };
+        signature.replace_range(signature.len() - 1.., last);
+        signature
+    };
+
+    let bearer = |t: String| Some(format!("Bearer {t}"));
+    let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
+        ("no header", None, 401, "missing Authorization header"),
+        (
+            "wrong scheme",
+            Some(format!("Basic {}", parts[1])),
+            401,
+            "scheme must be Bearer",
+        ),
+        (
+            "empty bearer",
+            Some("Bearer ".into()),
+            401,
+            "bearer token is empty",
+        ),
+        (
+            "garbage",
+            bearer("garbage".into()),
+            401,
+            "not a well-formed JWT",
+        ),
+        (
+            "expired",
+            bearer(key.sign(&claims_with(
+                json!({"iat": now() - 7200, "exp": now() - 3600}),
+            ))),
+            401,
+            "expired",
+        ),
+        (
+            "not yet valid",
+            bearer(key.sign(&claims_with(json!({"nbf": now() + 3600})))),
+            401,
+            "not valid yet",
+        ),
+        (
+            "issued in the future",
+            bearer(key.sign(&claims_with(json!({"iat": now() + 3600})))),
+            401,
+            "iat is in the future",
+        ),
+        (
+            "no iat",
+            bearer(key.sign(&claims_with(json!({"iat": null})))),
+            401,
+            "no iat",
+        ),
+        (
+            "no exp",
+            bearer(key.sign(&claims_with(json!({"exp": null})))),
+            401,
+            "no exp",
+        ),
+        (
+            "alg none",
+            bearer(format!("{}.{}.", b64(&none_header), parts[1])),
+            401,
+            "not a well-formed JWT",
+        ),
+        (
+            "HS256 with the public key as secret",
+            bearer(
+                jsonwebtoken::encode(
+                    &hs256,
+                    &google_claims(),
+                    &EncodingKey::from_secret(key.public_pem.as_bytes()),
+                )
+                .unwrap(),
+            ),
+            401,
+            "must be RS256",
+        ),
+        (
+            "missing kid",
+            bearer(key.sign_with(no_kid, &google_claims())),
+            401,
+            "no kid",
+        ),
+        (
+            "unknown kid",
+            bearer(key.sign_with(unknown_kid, &google_claims())),
+            401,
+            "unknown key",
+        ),
+        (
+            "signed by another key with the same kid",
+            bearer(stranger.sign(&google_claims())),
+            401,
+            "signature does not verify",
+        ),
+        (
+            "tampered payload",
+            bearer(format!("{}.{}.{}", parts[0], b64(&evil_claims), parts[2])),
+            401,
+            "signature does not verify",
+        ),
+        (
+            "tampered signature",
+            bearer(format!("{}.{}.{flipped}", parts[0], parts[1])),
+            401,
+            "signature does not verify",
+        ),
+        (
+            "wrong audience",
+            bearer(key.sign(&claims_with(
+                json!({"aud": "https://elsewhere.example/push"}),
+            ))),
+            403,
+            "audience",
+        ),
+        (
+            "another project's audience, right email",
+            bearer(key.sign(&claims_with(
+                json!({"aud": "https://landfall-other-project.a.run.app/push"}),
+            ))),
+            403,
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            bearer(key.sign(&claims_with(json!({"iss": "https://evil.example"})))),
+            403,
+            "issuer",
+        ),
+        (
+            "email not allowed",
+            bearer(key.sign(&evil_claims)),
+            403,
+            "is not allowed to push here",
+        ),
+        (
+            "email missing",
+            bearer(key.sign(&claims_with(json!({"email": null})))),
+            403,
+            "no email",
+        ),
+        (
+            "email not verified",
+            bearer(key.sign(&claims_with(json!({"email_verified": false})))),
+            403,
+            "not verified",
+        ),
+        (
+            "email_verified missing",
+            bearer(key.sign(&claims_with(json!({"email_verified": null})))),
+            403,
+            "not verified",
+        ),
+        (
+            "email_verified as a string",
+            bearer(key.sign(&claims_with(json!({"email_verified": "true"})))),
+            403,
+            "not verified",
+        ),
+    ];
+    for (case, authorization, status, message) in cases {
+        let response = push_with(&app, authorization.as_deref()).await;
+        if status == 401 {
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                Some("Bearer error=\"invalid_token\""),
+                "{case}"
+            );
+        }
+        let body = json_body(response, "/push", status).await;
+        let expected_code = if status == 401 {
+            "unauthenticated"
+        } else {
+            "forbidden"
+        };
+        assert_eq!(body["error"], expected_code, "{case}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{case}: {body}"
+        );
+    }
+    assert!(app.landed_objects().is_empty(), "nothing refused may land");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_without_a_restart_but_unknown_kids_cannot_hammer_the_jwks() {
+    let old = TestKey::generate("old");
+    let new = TestKey::generate("new");
+    let jwks = JwksServer::start(vec![old.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    wait_until_ready(&app).await;
+
+    jwks.set_keys(vec![old.jwk.clone(), new.jwk.clone()]);
+    let rotated = new.sign(&google_claims());
+    json_body(
+        push_with(&app, Some(&format!("Bearer {rotated}"))).await,
+        "/push",
+        200,
+    )
+    .await;
+
+    let hits = jwks.hits();
+    for i in 0..20 {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(format!("made-up-{i}"));
+        let token = new.sign_with(header, &google_claims());
+        json_body(
+            push_with(&app, Some(&format!("Bearer {token}"))).await,
+            "/push",
+            401,
+        )
+        .await;
+    }
+    assert_eq!(
+        jwks.hits(),
+        hits,
+        "unknown kids within 30 s of a refetch must not refetch"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_when_the_jwks_server_goes_down() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    wait_until_ready(&app).await;
+
+    jwks.set_up(false);
+    let token = key.sign(&claims_with(json!({"iat": now() - 1})));
+
+    json_body(
+        push_with(&app, Some(&format!("Bearer {token}"))).await,
+        "/push",
+        200,
+    )
+    .await;
+    json_body(app.get("/readyz").await, "/readyz", 200).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwks_server_down_at_start_means_503_not_401_until_it_comes_back() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], false).await;
+    let app = spawn_oidc_app(&jwks).await;
+    let token = key.sign(&google_claims());
+
+    let not_ready = json_body(app.get("/readyz").await, "/readyz", 503).await;
+    let auth = not_ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "auth")
+        .unwrap()
+        .clone();
+    assert_eq!(auth["ok"], false);
+    let refused = json_body(
+        push_with(&app, Some(&format!("Bearer {token}"))).await,
+        "/push",
+        503,
+    )
+    .await;
+    assert_eq!(refused["error"], "auth_unavailable");
+
+    jwks.set_up(true);
+    wait_until_ready(&app).await;
+    json_body(
+        push_with(&app, Some(&format!("Bearer {token}"))).await,
+        "/push",
+        200,
+    )
+    .await;
+    assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}
