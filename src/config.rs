@@ -253,11 +253,7 @@ impl Settings {
             bucket,
             emulator: self.storage_emulator_host.clone(),
         });
-        let bigquery = self.bigquery_project.clone().map(|project| BigQueryTarget {
-            project,
-            dataset: self.bigquery_dataset.clone(),
-            emulator: self.bigquery_emulator_host.as_deref().map(emulator_url),
-        });
+        let bigquery = self.bigquery_target();
         let google = gcs.is_some() || bigquery.is_some();
         let data_dir = std::path::absolute(&self.data_dir)
             .with_context(|| format!("cannot resolve --data-dir {}", self.data_dir.display()))?;
@@ -283,9 +279,17 @@ impl Settings {
             batch: BatchConfig {
                 max_events: self.batch_max_events,
                 linger: Duration::from_millis(self.batch_linger_ms),
-                in_flight: 1,
             },
             sqlite_busy_timeout: Duration::from_millis(self.sqlite_busy_timeout_ms),
+        })
+    }
+
+    /// The BigQuery raw layer, if configured (all `landfall schema` needs).
+    pub fn bigquery_target(&self) -> Option<BigQueryTarget> {
+        self.bigquery_project.clone().map(|project| BigQueryTarget {
+            project,
+            dataset: self.bigquery_dataset.clone(),
+            emulator: self.bigquery_emulator_host.as_deref().map(emulator_url),
         })
     }
 

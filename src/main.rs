@@ -1,36 +1,46 @@
 use anyhow::Context;
 use clap::Parser;
 
-use landfall::config::{Cli, Command, SchemaAction};
+use landfall::config::{Cli, Command, SchemaAction, Settings};
 use landfall::startup::Application;
 use landfall::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    landfall::startup::install_crypto_provider();
     let cli = Cli::parse();
-    let config = cli.settings.resolve().context("invalid configuration")?;
-    telemetry::init(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let config = cli.settings.resolve().context("invalid configuration")?;
+            telemetry::init(config.log_format);
             let app = Application::build(config).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Schema { action } => schema(action, &config).await,
+        Command::Schema { action } => {
+            telemetry::init(cli.settings.log_format);
+            schema(action, &cli.settings).await
+        }
     }
 }
 
-async fn schema(action: SchemaAction, config: &landfall::config::Config) -> anyhow::Result<()> {
-    let dataset = match &config.bigquery {
-        Some(target) => format!("{}.{}", target.project, target.dataset),
-        None => "raw".to_string(),
-    };
+async fn schema(action: SchemaAction, settings: &Settings) -> anyhow::Result<()> {
+    let target = settings.bigquery_target();
     match action {
         SchemaAction::Print => {
+            let dataset = target.map_or_else(
+                || settings.bigquery_dataset.clone(),
+                |t| format!("{}.{}", t.project, t.dataset),
+            );
             print!("{}", landfall::schema::bigquery::ddl(&dataset));
-            Ok(())
         }
-        SchemaAction::Apply => anyhow::bail!("schema apply is not available yet"),
+        SchemaAction::Apply => {
+            let target = target.context("schema apply needs --bigquery-project")?;
+            for line in landfall::sink::bigquery::apply::apply(&target).await? {
+                println!("{line}");
+            }
+        }
     }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Cloud Run sends before stopping an instance).

@@ -35,7 +35,8 @@ pub struct Ack {
     /// True when every sink already had it (a redelivery).
     pub duplicate: bool,
     pub event_type: Option<&'static str>,
-    pub landing_uri: String,
+    /// The landing-layer object; null when only BigQuery is configured.
+    pub landing_uri: Option<String>,
     pub reason: Option<String>,
 }
 

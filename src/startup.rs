@@ -24,6 +24,8 @@ use crate::event::Landing;
 use crate::health::{self, HealthState};
 use crate::push::{self, PushState};
 use crate::sink::batch::GroupCommit;
+use crate::sink::bigquery::BigQueryWarehouse;
+use crate::sink::gcs::GcsLanding;
 use crate::sink::local::LocalLanding;
 use crate::sink::sqlite::SqliteWarehouse;
 use crate::sink::{Sink, Sinks};
@@ -162,28 +164,38 @@ fn warn_if_unauthenticated(config: &Config) {
 }
 
 async fn build_sinks(config: &Config) -> anyhow::Result<(Sinks, Landing, Vec<JoinHandle<()>>)> {
-    let mut landing_sinks: Vec<(Arc<dyn Sink>, String)> = Vec::new();
-    let mut warehouse_sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    // Remote writes, retries included, must finish while Pub/Sub still waits for the answer.
+    let deadline = config.limits.request_timeout;
+    // The first landing sink is the one rows point at: the bucket when there is one.
+    let mut landing: Vec<(Arc<dyn Sink>, String)> = Vec::new();
+    let mut warehouses: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(target) = &config.gcs {
+        let bucket = GcsLanding::connect(target, &config.prefix, deadline).await?;
+        let base_uri = bucket.base_uri();
+        landing.push((Arc::new(bucket), base_uri));
+    }
+    if let Some(target) = &config.bigquery {
+        warehouses.push(Arc::new(
+            BigQueryWarehouse::connect(target, deadline).await?,
+        ));
+    }
     if config.local {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
         let folder = LocalLanding::open(config.data_dir.join("landing"))?;
         let base_uri = folder.base_uri();
-        landing_sinks.push((Arc::new(folder), base_uri));
+        landing.push((Arc::new(folder), base_uri));
         let database = config.data_dir.join("warehouse.db");
-        warehouse_sinks.push(Arc::new(SqliteWarehouse::open(
+        warehouses.push(Arc::new(SqliteWarehouse::open(
             &database,
             config.sqlite_busy_timeout,
         )?));
     }
-    let base_uri = landing_sinks
-        .first()
-        .map(|(_, uri)| uri.clone())
-        .context("no landing sink is configured")?;
-    let sinks: Vec<Arc<dyn Sink>> = landing_sinks
+    let base_uri = landing.first().map(|(_, uri)| uri.clone());
+    let sinks: Vec<Arc<dyn Sink>> = landing
         .into_iter()
         .map(|(sink, _)| sink)
-        .chain(warehouse_sinks)
+        .chain(warehouses)
         .collect();
     let (queues, writers) = sinks
         .iter()

@@ -29,9 +29,18 @@ pub enum PartitionTime {
 /// (`gs://bucket` or `file:///abs/landing`).
 #[derive(Debug, Clone)]
 pub struct Landing {
-    pub base_uri: String,
+    /// `None` when no landing layer is configured (BigQuery alone).
+    pub base_uri: Option<String>,
     pub prefix: String,
     pub partition: PartitionTime,
+}
+
+impl Landing {
+    fn uri(&self, object_name: &str) -> Option<String> {
+        self.base_uri
+            .as_ref()
+            .map(|base| format!("{base}/{object_name}"))
+    }
 }
 
 /// What a record is, for logs and for the ack body.
@@ -54,7 +63,7 @@ pub struct Record {
     pub outcome: Outcome,
     pub table: &'static Table,
     pub object_name: String,
-    pub object_uri: String,
+    pub object_uri: Option<String>,
     pub object_body: Bytes,
     /// Custom metadata on the landing object.
     pub object_metadata: Vec<(&'static str, String)>,
@@ -183,14 +192,17 @@ fn event_record(
     };
     let name = event.event_type.name;
     let object_name = path::event_object(&landing.prefix, name, &time, &delivery.message_id);
-    let object_uri = format!("{}/{object_name}", landing.base_uri);
+    let object_uri = landing.uri(&object_name);
     let mut row = event.cells;
     row.extend(delivery_cells(delivery, received_at));
     row.push((
         "delivery_attempt",
         delivery.delivery_attempt.map_or(Cell::Null, Cell::Int),
     ));
-    row.push(("landing_uri", Cell::Text(object_uri.clone())));
+    row.push((
+        "landing_uri",
+        object_uri.clone().map_or(Cell::Null, Cell::Text),
+    ));
     // The payload parsed as JSON, so it is valid UTF-8.
     row.push((
         "raw",
@@ -246,7 +258,7 @@ pub fn dead_letter(
         &delivery.publish_time,
         &delivery.message_id,
     );
-    let object_uri = format!("{}/{object_name}", landing.base_uri);
+    let object_uri = landing.uri(&object_name);
     let (data, encoding) = data_text(&delivery.data);
     let body = json!({
         "message_id": delivery.message_id,
@@ -268,7 +280,10 @@ pub fn dead_letter(
         ("reason", Cell::Text(reason.clone())),
         ("data", Cell::Text(data)),
         ("data_encoding", Cell::Text(encoding.to_string())),
-        ("landing_uri", Cell::Text(object_uri.clone())),
+        (
+            "landing_uri",
+            object_uri.clone().map_or(Cell::Null, Cell::Text),
+        ),
     ]);
     Arc::new(Record {
         message_id: delivery.message_id.clone(),
@@ -292,7 +307,7 @@ mod tests {
 
     fn landing() -> Landing {
         Landing {
-            base_uri: "gs://bucket".into(),
+            base_uri: Some("gs://bucket".into()),
             prefix: "output".into(),
             partition: PartitionTime::Event,
         }
@@ -334,7 +349,7 @@ mod tests {
         );
         assert_eq!(
             record.object_uri,
-            format!("gs://bucket/{}", record.object_name)
+            Some(format!("gs://bucket/{}", record.object_name))
         );
         assert_eq!(&record.object_body[..], INVENTORY.as_bytes());
         columns_match_table(&record);

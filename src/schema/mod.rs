@@ -156,10 +156,10 @@ const DELIVERY: &[Field] = &[
         Kind::Int { min: 0, max: MAX },
         "Pub/Sub delivery attempt (only with a dead-letter policy).",
     ),
-    required(
+    nullable(
         "landing_uri",
         Kind::Text,
-        "Where the landing-layer copy of the payload is.",
+        "Where the landing-layer copy of the payload is (null without a landing layer).",
     ),
     required(
         "raw",
@@ -286,10 +286,10 @@ pub static DEAD_LETTER: Table = Table {
             "The message data: as text when UTF-8, otherwise base64.",
         ),
         required("data_encoding", Kind::Text, "`utf-8` or `base64`."),
-        required(
+        nullable(
             "landing_uri",
             Kind::Text,
-            "Where the dead-letter file is in the landing layer.",
+            "Where the dead-letter file is in the landing layer (null without one).",
         ),
     ],
     partition_by: "received_at",

@@ -17,9 +17,6 @@ use crate::event::Record;
 pub struct BatchConfig {
     pub max_events: usize,
     pub linger: Duration,
-    /// Batches written at once: 1 for a single-writer store like SQLite, more for remote APIs
-    /// whose latency would otherwise cap throughput.
-    pub in_flight: usize,
 }
 
 struct Job {
@@ -61,7 +58,7 @@ impl GroupCommit {
 }
 
 async fn run(sink: Arc<dyn Sink>, config: BatchConfig, mut rx: mpsc::Receiver<Job>) {
-    let in_flight = config.in_flight.max(1);
+    let in_flight = sink.batches_in_flight().max(1);
     let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
         let jobs = collect(first, &mut rx, &config).await;
@@ -154,7 +151,7 @@ mod tests {
             data: bytes::Bytes::from_static(b"{}"),
         };
         let landing = Landing {
-            base_uri: "file:///x".into(),
+            base_uri: Some("file:///x".into()),
             prefix: "p".into(),
             partition: PartitionTime::Publish,
         };
@@ -167,7 +164,6 @@ mod tests {
         let config = BatchConfig {
             max_events: 4,
             linger: Duration::from_millis(5),
-            in_flight: 1,
         };
         let (queue, worker) = GroupCommit::spawn(sink.clone(), config);
         let submissions: Vec<_> = (0..10)

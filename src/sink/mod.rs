@@ -3,11 +3,14 @@
 //! events; [`batch::GroupCommit`] builds those batches from concurrent requests and
 //! [`Sinks`] fans each record out to every configured sink.
 //!
-//! Landing layer: [`local::LocalLanding`] (a folder) or `gcs::GcsLanding`.
-//! Raw layer: [`sqlite::SqliteWarehouse`] or `bigquery::BigQueryWarehouse`.
+//! Landing layer: [`local::LocalLanding`] (a folder) or [`gcs::GcsLanding`].
+//! Raw layer: [`sqlite::SqliteWarehouse`] or [`bigquery::BigQueryWarehouse`].
 
 pub mod batch;
+pub mod bigquery;
+pub mod gcs;
 pub mod local;
+pub mod readiness;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +28,9 @@ pub enum Written {
     Created,
     /// Was already there (a redelivery): nothing was written.
     AlreadyPresent,
+    /// Stored, by a backend that cannot tell whether it already had it (BigQuery's insertId
+    /// dedup): says nothing about whether the message is a redelivery.
+    Accepted,
     /// The backend refused the record for its content; retrying cannot help.
     Rejected(String),
 }
@@ -59,6 +65,12 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Whether the sink can take writes now (for `/readyz`).
     async fn check(&self) -> Result<(), SinkError>;
+
+    /// Batches written at once: 1 for a single-writer store like SQLite; remote APIs take
+    /// more, or their latency would cap throughput.
+    fn batches_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// The outcome of landing one record in every sink.
@@ -66,7 +78,7 @@ pub trait Sink: Send + Sync + 'static {
 pub enum Landed {
     /// At least one sink stored something new.
     Stored,
-    /// Every sink already had it.
+    /// A sink already had it and none stored anything new.
     Duplicate,
     /// A sink refused the content (the first refusal's reason).
     Rejected(String),
@@ -90,17 +102,20 @@ impl Sinks {
     /// Writes to all sinks concurrently; `Err` unless every one of them has the record.
     pub async fn land(&self, record: Arc<Record>) -> Result<Landed, SinkError> {
         let results = join_all(self.queues.iter().map(|q| q.submit(record.clone()))).await;
-        let mut landed = Landed::Duplicate;
+        let (mut created, mut present, mut rejected) = (false, false, None);
         for result in results {
             match result? {
-                Written::Created if landed == Landed::Duplicate => landed = Landed::Stored,
-                Written::Rejected(reason) if !matches!(landed, Landed::Rejected(_)) => {
-                    landed = Landed::Rejected(reason)
-                }
-                _ => {}
+                Written::Created => created = true,
+                Written::AlreadyPresent => present = true,
+                Written::Accepted => {}
+                Written::Rejected(reason) => rejected = rejected.or(Some(reason)),
             }
         }
-        Ok(landed)
+        Ok(match rejected {
+            Some(reason) => Landed::Rejected(reason),
+            None if present && !created => Landed::Duplicate,
+            None => Landed::Stored,
+        })
     }
 
     /// Readiness of every sink, by name.

@@ -1,0 +1,185 @@
+//! insertAll requests: rows encoded from the schema's cells, batches cut to BigQuery's
+//! request limits, and per-row errors turned into per-record outcomes.
+
+use std::sync::Arc;
+
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
+use serde_json::{Map, Value};
+
+use super::NAME;
+use crate::event::Record;
+use crate::event::validate::{Cell, format_timestamp};
+use crate::sink::{SinkError, Written};
+
+/// Google advises at most 500 rows per insertAll request.
+const MAX_ROWS: usize = 500;
+/// The request limit is 10 MB; leave room for the JSON around the rows.
+const MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// A record's share of a request: its row carries the payload twice (columns and `raw`).
+fn approximate_size(record: &Record) -> usize {
+    record.object_body.len() * 2 + 1024
+}
+
+/// Splits one table's records into requests within BigQuery's limits.
+pub fn chunks<'a>(records: &'a [&'a Arc<Record>]) -> Vec<&'a [&'a Arc<Record>]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, record) in records.iter().enumerate() {
+        let size = approximate_size(record);
+        if i > start && (i - start == MAX_ROWS || bytes + size > MAX_BYTES) {
+            chunks.push(&records[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        chunks.push(&records[start..]);
+    }
+    chunks
+}
+
+/// NUMERIC goes as a string so no amount passes through a float on the way in.
+fn json_cell(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Text(s) | Cell::Json(s) => Value::String(s.clone()),
+        Cell::Int(i) => Value::from(*i),
+        Cell::Numeric(n) => Value::String(n.to_string()),
+        Cell::Timestamp(t) => Value::String(format_timestamp(t)),
+        Cell::Nested(v) => v.clone(),
+    }
+}
+
+pub fn row(record: &Record) -> Map<String, Value> {
+    record
+        .row
+        .iter()
+        .map(|(name, cell)| (name.to_string(), json_cell(cell)))
+        .collect()
+}
+
+pub fn insert_request(records: &[&Arc<Record>]) -> Result<TableDataInsertAllRequest, BQError> {
+    let mut request = TableDataInsertAllRequest::new();
+    // Good rows land even when a neighbour is refused; the refused ones are dead-lettered.
+    request.skip_invalid_rows();
+    for record in records {
+        request.add_row(Some(record.message_id.clone()), row(record))?;
+    }
+    Ok(request)
+}
+
+/// One outcome per row: refused rows carry BigQuery's reason; every other row is stored
+/// (insertAll cannot say whether an insertId had been seen before).
+pub fn outcomes(
+    response: TableDataInsertAllResponse,
+    rows: usize,
+) -> Vec<Result<Written, SinkError>> {
+    let mut outcomes: Vec<Result<Written, SinkError>> = vec![Ok(Written::Accepted); rows];
+    for row_errors in response.insert_errors.unwrap_or_default() {
+        let Some(index) = row_errors.index.and_then(|i| usize::try_from(i).ok()) else {
+            continue;
+        };
+        let Some(outcome) = outcomes.get_mut(index) else {
+            continue;
+        };
+        let errors = row_errors.errors.unwrap_or_default();
+        let stopped = !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.reason.as_deref() == Some("stopped"));
+        *outcome = if stopped {
+            // Not refused itself, only not written: a redelivery will write it.
+            Err(SinkError {
+                sink: NAME,
+                message: "row was not inserted because another row failed".into(),
+            })
+        } else {
+            let reasons: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    let location = e.location.as_deref().filter(|l| !l.is_empty());
+                    let message = e.message.as_deref().unwrap_or("invalid row");
+                    location.map_or(message.to_string(), |l| format!("{l}: {message}"))
+                })
+                .collect();
+            Ok(Written::Rejected(reasons.join("; ")))
+        };
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Delivery;
+    use crate::event::{Landing, PartitionTime, classify};
+    use bytes::Bytes;
+    use serde_json::json;
+
+    fn record(id: &str, data: &[u8]) -> Arc<Record> {
+        let delivery = Delivery {
+            message_id: id.into(),
+            publish_time: chrono::Utc::now(),
+            subscription: None,
+            attributes: Default::default(),
+            ordering_key: None,
+            delivery_attempt: None,
+            data: Bytes::copy_from_slice(data),
+        };
+        let landing = Landing {
+            base_uri: Some("gs://b".into()),
+            prefix: "output".into(),
+            partition: PartitionTime::Event,
+        };
+        classify(&delivery, chrono::Utc::now(), &landing)
+    }
+
+    #[test]
+    fn rows_keep_nested_records_and_send_money_as_strings() {
+        let order = br#"{"event_type":"order","order_id":"o","customer_id":"c","order_date":"2026-11-25T10:00:00Z","status":"pending","items":[{"product_id":"p","product_name":"n","quantity":1,"price":0.1}],"shipping_address":{"street":"s","city":"c","country":"NO"},"total_amount":0.30000000000000004}"#;
+        let row = row(&record("1", order));
+        assert_eq!(row["total_amount"], json!("0.30000000000000004"));
+        assert_eq!(row["items"][0]["quantity"], json!(1));
+        assert_eq!(row["shipping_address"]["city"], json!("c"));
+        assert_eq!(row["order_date"], json!("2026-11-25T10:00:00Z"));
+        assert_eq!(row["attributes"], json!("{}"));
+        assert_eq!(row["message_id"], json!("1"));
+    }
+
+    #[test]
+    fn chunks_respect_the_row_and_byte_limits() {
+        let small: Vec<_> = (0..1001).map(|i| record(&i.to_string(), b"{}")).collect();
+        let refs: Vec<_> = small.iter().collect();
+        let sizes: Vec<_> = chunks(&refs).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![500, 500, 1]);
+        let big: Vec<_> = (0..3)
+            .map(|i| record(&i.to_string(), &vec![b' '; 3 * 1024 * 1024]))
+            .collect();
+        let refs: Vec<_> = big.iter().collect();
+        let sizes: Vec<_> = chunks(&refs).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn insert_errors_become_rejections_and_stopped_rows_retry() {
+        let response: TableDataInsertAllResponse = serde_json::from_value(json!({
+            "insertErrors": [
+                {"index": 1, "errors": [{"reason": "invalid", "location": "total_amount", "message": "Invalid NUMERIC value"}]},
+                {"index": 2, "errors": [{"reason": "stopped", "message": ""}]}
+            ]
+        }))
+        .unwrap();
+        let outcomes = outcomes(response, 3);
+        assert_eq!(outcomes[0], Ok(Written::Accepted));
+        assert_eq!(
+            outcomes[1],
+            Ok(Written::Rejected(
+                "total_amount: Invalid NUMERIC value".into()
+            ))
+        );
+        assert!(outcomes[2].is_err());
+    }
+}
