@@ -1,0 +1,51 @@
+//! The Google Cloud sinks against real local stand-ins (fake-gcs-server, local-bigquery, the
+//! Pub/Sub emulator). `.ci/emulators.sh` installs them on first use; each test starts its own.
+
+mod emulators;
+mod end_to_end;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod schema;
+mod sinks;
+
+use emulators::{BUCKET, BigQuery, Gcs, PROJECT};
+use helpers::{TestApp, spawn_app_with};
+
+/// The emulators are heavy (a JVM, DuckDB): tests that use them take turns on 2 cores.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `landfall schema apply` against the BigQuery emulator; returns its stdout.
+pub fn apply_schema(bigquery: &BigQuery) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["schema", "apply", "--bigquery-project", PROJECT])
+        .args(["--bigquery-emulator-host", &bigquery.url()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "schema apply failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// landfall writing to both Google sinks (and nothing local), as in production.
+pub async fn spawn_google_app(gcs: &Gcs, bigquery: &BigQuery) -> TestApp {
+    spawn_app_with(&[
+        "--gcs-bucket",
+        BUCKET,
+        "--bigquery-project",
+        PROJECT,
+        "--auth",
+        "none",
+        "--storage-emulator-host",
+        &gcs.url(),
+        "--bigquery-emulator-host",
+        &bigquery.url(),
+        "--request-timeout-secs",
+        "3",
+    ])
+    .await
+}
