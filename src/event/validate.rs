@@ -99,7 +99,7 @@ fn array(field: &Field, value: &Value, path: &str) -> Result<Value, Violation> {
             let path = format!("{path}[{i}]");
             match field.kind {
                 Kind::Record(fields) => record(fields, item, &path),
-                kind => scalar(kind, item, &path).map(|cell| nested_value(&cell)),
+                kind => scalar(kind, item, &path).map(|cell| cell.to_json()),
             }
         })
         .collect::<Result<_, _>>()
@@ -119,19 +119,22 @@ fn record(fields: &'static [Field], value: &Value, path: &str) -> Result<Value, 
             object.get(field.name),
             &format!("{path}.{}", field.name),
         )?;
-        out.insert(field.name.to_string(), nested_value(&cell));
+        out.insert(field.name.to_string(), cell.to_json());
     }
     Ok(Value::Object(out))
 }
 
-fn nested_value(cell: &Cell) -> Value {
-    match cell {
-        Cell::Null => Value::Null,
-        Cell::Text(s) | Cell::Json(s) => Value::String(s.clone()),
-        Cell::Int(i) => Value::from(*i),
-        Cell::Numeric(n) => Value::Number(n.clone()),
-        Cell::Timestamp(t) => Value::String(format_timestamp(t)),
-        Cell::Nested(v) => v.clone(),
+impl Cell {
+    /// The value as JSON, as it sits inside a nested record.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Text(s) | Cell::Json(s) => Value::String(s.clone()),
+            Cell::Int(i) => Value::from(*i),
+            Cell::Numeric(n) => Value::Number(n.clone()),
+            Cell::Timestamp(t) => Value::String(format_timestamp(t)),
+            Cell::Nested(v) => v.clone(),
+        }
     }
 }
 

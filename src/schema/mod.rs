@@ -128,29 +128,35 @@ const SESSION: &[Field] = &[
     required("platform", Kind::Enum(PLATFORMS), "web, mobile or tablet."),
 ];
 
+const MESSAGE_ID: Field = required(
+    "message_id",
+    Kind::Id,
+    "Pub/Sub message id; unique, the idempotency key.",
+);
+const PUBLISH_TIME: Field = required(
+    "publish_time",
+    Kind::Timestamp,
+    "When Pub/Sub accepted the message.",
+);
+const RECEIVED_AT: Field = required(
+    "received_at",
+    Kind::Timestamp,
+    "When landfall first landed it.",
+);
+const SUBSCRIPTION: Field = nullable(
+    "subscription",
+    Kind::Text,
+    "Push subscription that delivered it.",
+);
+const ATTRIBUTES: Field = required("attributes", Kind::Json, "Pub/Sub message attributes.");
+
 /// Columns every event row carries, describing the Pub/Sub delivery that brought it.
 const DELIVERY: &[Field] = &[
-    required(
-        "message_id",
-        Kind::Id,
-        "Pub/Sub message id; unique, the idempotency key.",
-    ),
-    required(
-        "publish_time",
-        Kind::Timestamp,
-        "When Pub/Sub accepted the message.",
-    ),
-    required(
-        "received_at",
-        Kind::Timestamp,
-        "When landfall first landed it.",
-    ),
-    nullable(
-        "subscription",
-        Kind::Text,
-        "Push subscription that delivered it.",
-    ),
-    required("attributes", Kind::Json, "Pub/Sub message attributes."),
+    MESSAGE_ID,
+    PUBLISH_TIME,
+    RECEIVED_AT,
+    SUBSCRIPTION,
+    ATTRIBUTES,
     nullable(
         "delivery_attempt",
         Kind::Int { min: 0, max: MAX },
@@ -249,27 +255,11 @@ pub static DEAD_LETTER: Table = Table {
     description: "Poison messages: stored with the reason, then acknowledged.",
     payload: &[],
     delivery: &[
-        required(
-            "message_id",
-            Kind::Id,
-            "Pub/Sub message id; unique, the idempotency key.",
-        ),
-        required(
-            "publish_time",
-            Kind::Timestamp,
-            "When Pub/Sub accepted the message.",
-        ),
-        required(
-            "received_at",
-            Kind::Timestamp,
-            "When landfall first landed it.",
-        ),
-        nullable(
-            "subscription",
-            Kind::Text,
-            "Push subscription that delivered it.",
-        ),
-        required("attributes", Kind::Json, "Pub/Sub message attributes."),
+        MESSAGE_ID,
+        PUBLISH_TIME,
+        RECEIVED_AT,
+        SUBSCRIPTION,
+        ATTRIBUTES,
         nullable(
             "event_type",
             Kind::Text,

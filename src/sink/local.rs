@@ -7,16 +7,20 @@
 //! Durability is paid per batch, not per file: one `syncfs` before the links (the contents)
 //! and one after (the directory entries).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, openat, unlinkat};
+use rustix::io::Errno;
 
-use super::{Sink, SinkError, Written};
+use super::{Sink, SinkError, Written, on_blocking_thread};
 use crate::event::Record;
 
 const NAME: &str = "landing";
@@ -48,13 +52,7 @@ impl Sink for LocalLanding {
     async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
         let root = self.root.clone();
         let batch = batch.to_vec();
-        let len = batch.len();
-        tokio::task::spawn_blocking(move || write_batch(&root, &batch))
-            .await
-            .unwrap_or_else(|e| {
-                let error = anyhow::anyhow!("landing writer failed: {e}");
-                vec![Err(SinkError::new(NAME, &error)); len]
-            })
+        on_blocking_thread(NAME, batch.len(), move || Ok(write_batch(&root, &batch))).await
     }
 
     async fn check(&self) -> Result<(), SinkError> {
@@ -65,16 +63,31 @@ impl Sink for LocalLanding {
             .and_then(|r| r)
             .map_err(|e| SinkError::new(NAME, &e))
     }
+
+    /// Batches are independent files, and `syncfs` flushes whatever any of them wrote, so
+    /// several can be written at once: file creation waits on the disk, not the CPU.
+    fn batches_in_flight(&self) -> usize {
+        4
+    }
 }
 
 /// A record waiting for its link, or already settled.
 enum Pending {
     Done(Result<Written, SinkError>),
-    Staged { temp: PathBuf, target: PathBuf },
+    Staged {
+        dir: Arc<OwnedFd>,
+        temp: String,
+        name: String,
+    },
 }
 
+/// Folders of a batch, each opened once: the per-file calls then resolve a bare file name
+/// relative to it instead of walking the whole path again.
+type Folders = HashMap<String, Result<Arc<OwnedFd>, SinkError>>;
+
 fn write_batch(root: &Path, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
-    let staged: Vec<Pending> = batch.iter().map(|r| stage(root, r)).collect();
+    let mut folders = Folders::new();
+    let staged: Vec<Pending> = batch.iter().map(|r| stage(root, &mut folders, r)).collect();
     if !staged.iter().any(|p| matches!(p, Pending::Staged { .. })) {
         return staged.into_iter().map(settled).collect();
     }
@@ -97,61 +110,81 @@ fn settled(pending: Pending) -> Result<Written, SinkError> {
 }
 
 fn abandon(pending: Pending, error: &anyhow::Error) -> Result<Written, SinkError> {
-    if let Pending::Staged { temp, .. } = &pending {
-        let _ = fs::remove_file(temp);
-    }
     match pending {
-        Pending::Done(Ok(Written::AlreadyPresent)) => Ok(Written::AlreadyPresent),
-        Pending::Done(Err(e)) => Err(e),
-        _ => Err(SinkError::new(NAME, error)),
+        Pending::Staged { dir, temp, .. } => {
+            let _ = unlinkat(&*dir, temp.as_str(), AtFlags::empty());
+            Err(SinkError::new(NAME, error))
+        }
+        Pending::Done(Ok(Written::Created)) => Err(SinkError::new(NAME, error)),
+        Pending::Done(other) => other,
     }
 }
 
-fn stage(root: &Path, record: &Record) -> Pending {
-    let target = root.join(&record.object_name);
-    if target.exists() {
-        return Pending::Done(Ok(Written::AlreadyPresent));
-    }
-    match write_temp(&target, &record.object_body) {
-        Ok(temp) => Pending::Staged { temp, target },
-        Err(e) => Pending::Done(Err(SinkError::new(NAME, &e))),
+fn stage(root: &Path, folders: &mut Folders, record: &Record) -> Pending {
+    let (folder, name) = record
+        .object_name
+        .rsplit_once('/')
+        .unwrap_or(("", &record.object_name));
+    let dir = folders
+        .entry(folder.to_string())
+        .or_insert_with(|| open_folder(root, folder).map_err(|e| SinkError::new(NAME, &e)));
+    let dir = match dir {
+        Ok(dir) => dir.clone(),
+        Err(e) => return Pending::Done(Err(e.clone())),
+    };
+    match write_temp(&dir, name, &record.object_body) {
+        Ok(temp) => Pending::Staged {
+            dir,
+            temp,
+            name: name.to_string(),
+        },
+        Err(e) => Pending::Done(Err(SinkError::new(
+            NAME,
+            &e.context(format!("failed to write {}", record.object_name)),
+        ))),
     }
 }
 
-fn write_temp(target: &Path, body: &[u8]) -> anyhow::Result<PathBuf> {
+fn open_folder(root: &Path, folder: &str) -> anyhow::Result<Arc<OwnedFd>> {
+    let path = root.join(folder);
+    fs::create_dir_all(&path).with_context(|| format!("failed to create {}", path.display()))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dir = openat(CWD, &path, flags, Mode::empty())
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    Ok(Arc::new(dir))
+}
+
+fn write_temp(dir: &OwnedFd, name: &str, body: &[u8]) -> anyhow::Result<String> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let dir = target.parent().context("object name has no folder")?;
-    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let file_name = target
-        .file_name()
-        .context("object name has no file name")?
-        .to_string_lossy();
-    // Unique within this process; the pid separates processes sharing the folder.
-    let temp = dir.join(format!(
-        ".{file_name}.{}-{}.tmp",
+    // Hidden, and unique: the pid separates processes sharing the folder.
+    let temp = format!(
+        ".{name}.{}-{}.tmp",
         std::process::id(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file =
-        File::create_new(&temp).with_context(|| format!("failed to create {}", temp.display()))?;
-    file.write_all(body)
-        .with_context(|| format!("failed to write {}", temp.display()))?;
+    );
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+    let fd = openat(dir, temp.as_str(), flags, Mode::from_raw_mode(0o644))
+        .with_context(|| format!("failed to create {temp}"))?;
+    File::from(fd)
+        .write_all(body)
+        .with_context(|| format!("failed to write {temp}"))?;
     Ok(temp)
 }
 
 fn link(pending: Pending) -> Pending {
-    let Pending::Staged { temp, target } = pending else {
+    let Pending::Staged { dir, temp, name } = pending else {
         return pending;
     };
-    let result = match fs::hard_link(&temp, &target) {
+    let result = match linkat(&*dir, temp.as_str(), &*dir, name.as_str(), AtFlags::empty()) {
         Ok(()) => Ok(Written::Created),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Written::AlreadyPresent),
+        // The name exists: an earlier delivery of this message landed it.
+        Err(Errno::EXIST) => Ok(Written::AlreadyPresent),
         Err(e) => Err(SinkError::new(
             NAME,
-            &anyhow::Error::new(e).context(format!("failed to link {}", target.display())),
+            &anyhow::Error::new(io::Error::from(e)).context(format!("failed to link {name}")),
         )),
     };
-    let _ = fs::remove_file(&temp);
+    let _ = unlinkat(&*dir, temp.as_str(), AtFlags::empty());
     Pending::Done(result)
 }
 

@@ -73,6 +73,23 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
+/// Runs a batch write on a blocking thread. If the writer itself fails (it panicked), every
+/// record of the batch fails with it, so each waiting request is answered.
+pub(crate) async fn on_blocking_thread<F>(
+    sink: &'static str,
+    len: usize,
+    write: F,
+) -> Vec<Result<Written, SinkError>>
+where
+    F: FnOnce() -> anyhow::Result<Vec<Result<Written, SinkError>>> + Send + 'static,
+{
+    let result = tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| anyhow::anyhow!("the {sink} writer failed: {e}"))
+        .and_then(|r| r);
+    result.unwrap_or_else(|e| vec![Err(SinkError::new(sink, &e)); len])
+}
+
 /// The outcome of landing one record in every sink.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Landed {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
-use super::{Sink, SinkError, Written};
+use super::{Sink, SinkError, Written, on_blocking_thread};
 use crate::event::Record;
 use crate::event::validate::{Cell, format_timestamp};
 use crate::schema::{TABLES, sqlite};
@@ -63,18 +63,11 @@ impl Sink for SqliteWarehouse {
         let connection = self.connection.clone();
         let inserts = self.inserts.clone();
         let batch = batch.to_vec();
-        let len = batch.len();
-        let result = tokio::task::spawn_blocking(move || {
+        on_blocking_thread(NAME, batch.len(), move || {
             let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
             insert_batch(&mut connection, &inserts, &batch)
         })
         .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
-        match result {
-            Ok(results) => results,
-            Err(e) => vec![Err(SinkError::new(NAME, &e)); len],
-        }
     }
 
     async fn check(&self) -> Result<(), SinkError> {

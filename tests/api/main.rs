@@ -11,3 +11,4 @@ mod landing;
 mod oidc;
 mod redelivery;
 mod resilience;
+mod startup;

@@ -41,6 +41,20 @@ fn installed() -> &'static HashMap<String, String> {
     })
 }
 
+async fn post_json(url: &str, body: &Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -196,12 +210,7 @@ impl Gcs {
     /// The object's resource (content type, custom metadata) through the JSON API.
     pub async fn metadata(&self, name: &str) -> Value {
         let encoded: String = name.replace('/', "%2F");
-        reqwest::get(format!("{}/storage/v1/b/{BUCKET}/o/{encoded}", self.url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&format!("{}/storage/v1/b/{BUCKET}/o/{encoded}", self.url())).await
     }
 }
 
@@ -265,18 +274,8 @@ impl BigQuery {
 
     /// Runs a standard-SQL query; rows as arrays of cell values (strings or null).
     pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
-        let response: Value = reqwest::Client::new()
-            .post(format!(
-                "{}/bigquery/v2/projects/{PROJECT}/queries",
-                self.url()
-            ))
-            .json(&json!({"query": sql, "useLegacySql": false}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/bigquery/v2/projects/{PROJECT}/queries", self.url());
+        let response = post_json(&url, &json!({"query": sql, "useLegacySql": false})).await;
         assert!(
             response["errors"].is_null() && response["error"].is_null(),
             "{sql}: {response}"
@@ -306,16 +305,17 @@ impl BigQuery {
             .unwrap()
     }
 
+    /// The emulator's access log: one line per API call.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("local-bigquery.log")).unwrap_or_default()
+    }
+
     pub async fn table(&self, name: &str) -> Value {
-        reqwest::get(format!(
+        get_json(&format!(
             "{}/bigquery/v2/projects/{PROJECT}/datasets/raw/tables/{name}",
             self.url()
         ))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
     }
 }
 
@@ -395,15 +395,8 @@ impl PubSub {
                 .iter()
                 .map(|p| json!({"data": b64.encode(p), "attributes": {"source": "e2e"}}))
                 .collect();
-            let response: Value = reqwest::Client::new()
-                .post(self.url(&format!("topics/{topic}:publish")))
-                .json(&json!({"messages": messages}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let url = self.url(&format!("topics/{topic}:publish"));
+            let response = post_json(&url, &json!({"messages": messages})).await;
             let published = response["messageIds"]
                 .as_array()
                 .unwrap_or_else(|| panic!("publish: {response}"));

@@ -27,13 +27,16 @@ pub struct TestKey {
     pub jwk: Value,
     /// The public key in PEM, for the HS256-with-public-key attack.
     pub public_pem: String,
+    /// The private key in PKCS#8 PEM, as a service-account key file holds it.
+    pub private_pem: String,
 }
 
 impl TestKey {
     pub fn generate(kid: &str) -> Self {
         let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
         let pkcs8: Pkcs8V1Der = pair.as_der().expect("PKCS#8 encoding");
-        let encoding = EncodingKey::from_rsa_pem(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
+        let private_pem = pem("PRIVATE KEY", pkcs8.as_ref());
+        let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes())
             .expect("jsonwebtoken accepts the key");
         let public: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
         let public_der = pair.public_key().as_der().expect("public key DER");
@@ -46,6 +49,7 @@ impl TestKey {
                 "e": URL_SAFE_NO_PAD.encode(&public.e),
             }),
             public_pem: pem("PUBLIC KEY", public_der.as_ref()),
+            private_pem,
         }
     }
 

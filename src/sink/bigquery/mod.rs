@@ -12,7 +12,6 @@ pub mod retry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -62,8 +61,6 @@ pub struct BigQueryWarehouse {
     dataset: String,
     deadline: Duration,
     readiness: CachedCheck,
-    /// insertAll requests sent, retries included (reported by the benchmark).
-    calls: AtomicU64,
 }
 
 impl BigQueryWarehouse {
@@ -74,12 +71,7 @@ impl BigQueryWarehouse {
             dataset: target.dataset.clone(),
             deadline,
             readiness: CachedCheck::new(Duration::from_secs(10)),
-            calls: AtomicU64::new(0),
         })
-    }
-
-    pub fn insert_calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     async fn insert_table(
@@ -90,7 +82,6 @@ impl BigQueryWarehouse {
         let mut results = Vec::with_capacity(records.len());
         for chunk in request::chunks(records) {
             let insert = || {
-                self.calls.fetch_add(1, Ordering::Relaxed);
                 let body = request::insert_request(chunk);
                 async move {
                     self.client

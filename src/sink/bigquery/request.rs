@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::NAME;
 use crate::event::Record;
-use crate::event::validate::{Cell, format_timestamp};
+use crate::event::validate::Cell;
 use crate::sink::{SinkError, Written};
 
 /// Google advises at most 500 rows per insertAll request.
@@ -44,12 +44,8 @@ pub fn chunks<'a>(records: &'a [&'a Arc<Record>]) -> Vec<&'a [&'a Arc<Record>]> 
 /// NUMERIC goes as a string so no amount passes through a float on the way in.
 fn json_cell(cell: &Cell) -> Value {
     match cell {
-        Cell::Null => Value::Null,
-        Cell::Text(s) | Cell::Json(s) => Value::String(s.clone()),
-        Cell::Int(i) => Value::from(*i),
         Cell::Numeric(n) => Value::String(n.to_string()),
-        Cell::Timestamp(t) => Value::String(format_timestamp(t)),
-        Cell::Nested(v) => v.clone(),
+        other => other.to_json(),
     }
 }
 
