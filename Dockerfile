@@ -2,7 +2,7 @@
 #   docker build -t landfall .
 #   docker run -p 8080:8080 landfall          (embedded mode, data under /tmp/landfall-data)
 
-FROM rust:1.91-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Build the dependencies alone first so that editing src/ does not rebuild them.
 COPY Cargo.toml Cargo.lock ./

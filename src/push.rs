@@ -42,7 +42,8 @@ pub struct Ack {
 
 pub async fn handler(State(state): State<PushState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let result = handle(&state, &headers, body).await;
+    let mut message_id = None;
+    let result = handle(&state, &headers, body, &mut message_id).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(ack) => {
@@ -59,19 +60,27 @@ pub async fn handler(State(state): State<PushState>, headers: HeaderMap, body: B
         }
         Err(error) => {
             let status = error.status().as_u16();
+            let message_id = message_id.as_deref().unwrap_or("-");
             if error.status().is_server_error() {
-                tracing::error!(status, error = %error, latency_ms, "push not acknowledged");
+                tracing::error!(message_id, status, error = %error, latency_ms, "push not acknowledged");
             } else {
-                tracing::warn!(status, error = %error, latency_ms, "push rejected");
+                tracing::warn!(message_id, status, error = %error, latency_ms, "push rejected");
             }
             error.into_response()
         }
     }
 }
 
-async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ack, ApiError> {
+/// `message_id` is filled in as soon as it is known, so failures can be logged with it.
+async fn handle(
+    state: &PushState,
+    headers: &HeaderMap,
+    body: Body,
+    message_id: &mut Option<String>,
+) -> Result<Ack, ApiError> {
     let body = read_body(headers, body, state.max_body_bytes).await?;
     let delivery = envelope::decode(headers, body)?;
+    *message_id = Some(delivery.message_id.clone());
     // Microseconds: the precision BigQuery TIMESTAMP keeps, so both warehouses agree.
     let received_at = Utc::now().trunc_subsecs(6);
     let record = event::classify(&delivery, received_at, &state.landing);
