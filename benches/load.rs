@@ -29,6 +29,10 @@ use landfall::config::Cli;
 use landfall::startup::Application;
 use serde_json::{Value, json};
 
+/// The same allocator as the `landfall` binary, since the server runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     requests: usize,
     concurrency: Vec<usize>,

@@ -5,6 +5,11 @@ use landfall::config::{Cli, Command, SchemaAction, Settings};
 use landfall::startup::Application;
 use landfall::telemetry;
 
+/// Many small, short-lived allocations on several threads: mimalloc measured 7–29% more
+/// acked events/s than the system allocator in paired runs of `benches/load.rs`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     landfall::startup::install_crypto_provider();
