@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use landfall::event::path::event_object;
 use serde_json::json;
 
-use crate::emulators::{BigQuery, Gcs, PubSub};
-use crate::{SERIAL, apply_schema, spawn_google_app};
+use crate::emulators::{BigQuery, PubSub};
+use crate::{GoogleStack, google_stack};
 
 const MESSAGES: usize = 1000;
 
@@ -85,14 +85,13 @@ async fn ids(bigquery: &BigQuery, sql: &str) -> Vec<String> {
 }
 
 async fn run(outage: Outage) {
-    let _turn = SERIAL.lock().await;
-    let (mut gcs, mut bigquery, pubsub) = (
-        Gcs::start().await,
-        BigQuery::start().await,
-        PubSub::start().await,
-    );
-    apply_schema(&bigquery);
-    let app = spawn_google_app(&gcs, &bigquery).await;
+    let GoogleStack {
+        mut gcs,
+        mut bigquery,
+        app,
+        _turn,
+    } = google_stack().await;
+    let pubsub = PubSub::start().await;
     pubsub
         .push_subscription("events", "landfall-push", &format!("{}/push", app.address))
         .await;

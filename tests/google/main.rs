@@ -31,6 +31,29 @@ pub fn apply_schema(bigquery: &BigQuery) -> String {
     stdout
 }
 
+/// This test's turn on the machine: both storage emulators, the schema applied, and landfall
+/// writing to them.
+pub struct GoogleStack {
+    pub gcs: Gcs,
+    pub bigquery: BigQuery,
+    pub app: TestApp,
+    /// Held for the whole test: bind it (`_turn`), never `..` it away.
+    pub _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+pub async fn google_stack() -> GoogleStack {
+    let turn = SERIAL.lock().await;
+    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    apply_schema(&bigquery);
+    let app = spawn_google_app(&gcs, &bigquery).await;
+    GoogleStack {
+        gcs,
+        bigquery,
+        app,
+        _turn: turn,
+    }
+}
+
 /// landfall writing to both Google sinks (and nothing local), as in production.
 pub async fn spawn_google_app(gcs: &Gcs, bigquery: &BigQuery) -> TestApp {
     spawn_app_with(&[

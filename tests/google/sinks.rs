@@ -6,14 +6,16 @@ use serde_json::{Value, json};
 
 use crate::emulators::{BigQuery, Gcs};
 use crate::helpers::{envelope, fixture_data, json_body};
-use crate::{SERIAL, apply_schema, spawn_google_app};
+use crate::{GoogleStack, SERIAL, apply_schema, google_stack, spawn_google_app};
 
 #[tokio::test]
 async fn events_land_once_in_the_bucket_and_the_raw_layer() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let app = spawn_google_app(&gcs, &bigquery).await;
+    let GoogleStack {
+        gcs,
+        bigquery,
+        app,
+        _turn,
+    } = google_stack().await;
 
     for fixture in [
         "order.json",
@@ -91,10 +93,12 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
 
 #[tokio::test]
 async fn a_row_bigquery_refuses_is_dead_lettered_and_acked() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let app = spawn_google_app(&gcs, &bigquery).await;
+    let GoogleStack {
+        gcs,
+        bigquery,
+        app,
+        _turn,
+    } = google_stack().await;
     // Valid JSON number, but beyond what NUMERIC holds: only BigQuery can say no.
     let mut order: Value = serde_json::from_slice(&fixture_data("order.json")).unwrap();
     order["total_amount"] = json!(1e40);
