@@ -32,7 +32,8 @@ pub struct Ack {
     pub message_id: String,
     /// `landed` or `dead_lettered`.
     pub outcome: &'static str,
-    /// True when every sink already had it (a redelivery).
+    /// True when a sink already had it and none stored it anew (a redelivery). BigQuery
+    /// cannot tell, so it does not count either way.
     pub duplicate: bool,
     pub event_type: Option<&'static str>,
     /// The landing-layer object; null when only BigQuery is configured.

@@ -166,16 +166,16 @@ fn warn_if_unauthenticated(config: &Config) {
 async fn build_sinks(config: &Config) -> anyhow::Result<(Sinks, Landing, Vec<JoinHandle<()>>)> {
     // Remote writes, retries included, must finish while Pub/Sub still waits for the answer.
     let deadline = config.limits.request_timeout;
-    // The first landing sink is the one rows point at: the bucket when there is one.
-    let mut landing: Vec<(Arc<dyn Sink>, String)> = Vec::new();
-    let mut warehouses: Vec<Arc<dyn Sink>> = Vec::new();
+    // Rows point at the first landing sink: the bucket when there is one.
+    let mut base_uri: Option<String> = None;
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(target) = &config.gcs {
         let bucket = GcsLanding::connect(target, &config.prefix, deadline).await?;
-        let base_uri = bucket.base_uri();
-        landing.push((Arc::new(bucket), base_uri));
+        base_uri.get_or_insert_with(|| bucket.base_uri());
+        sinks.push(Arc::new(bucket));
     }
     if let Some(target) = &config.bigquery {
-        warehouses.push(Arc::new(
+        sinks.push(Arc::new(
             BigQueryWarehouse::connect(target, deadline).await?,
         ));
     }
@@ -183,20 +183,14 @@ async fn build_sinks(config: &Config) -> anyhow::Result<(Sinks, Landing, Vec<Joi
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
         let folder = LocalLanding::open(config.data_dir.join("landing"))?;
-        let base_uri = folder.base_uri();
-        landing.push((Arc::new(folder), base_uri));
+        base_uri.get_or_insert_with(|| folder.base_uri());
+        sinks.push(Arc::new(folder));
         let database = config.data_dir.join("warehouse.db");
-        warehouses.push(Arc::new(SqliteWarehouse::open(
+        sinks.push(Arc::new(SqliteWarehouse::open(
             &database,
             config.sqlite_busy_timeout,
         )?));
     }
-    let base_uri = landing.first().map(|(_, uri)| uri.clone());
-    let sinks: Vec<Arc<dyn Sink>> = landing
-        .into_iter()
-        .map(|(sink, _)| sink)
-        .chain(warehouses)
-        .collect();
     let (queues, writers) = sinks
         .iter()
         .map(|sink| GroupCommit::spawn(sink.clone(), config.batch))

@@ -61,7 +61,7 @@ impl GcsLanding {
             bucket: target.bucket.clone(),
             probe_object: format!("{prefix}/_readiness_probe"),
             deadline,
-            readiness: CachedCheck::new(Duration::from_secs(10)),
+            readiness: CachedCheck::new(NAME, format!("bucket {} is not reachable", target.bucket)),
         })
     }
 
@@ -110,28 +110,18 @@ impl GcsLanding {
         }
     }
 
-    async fn probe(&self) -> Result<(), SinkError> {
+    async fn probe(&self) -> anyhow::Result<()> {
         let read = self
             .client
-            .read_object(self.bucket_path(), &self.probe_object)
-            .send();
-        let result = match tokio::time::timeout(Duration::from_secs(5), read).await {
-            Err(_) => Err(anyhow::anyhow!("timed out")),
-            Ok(Ok(_)) => Ok(()),
+            .read_object(self.bucket_path(), &self.probe_object);
+        match read.send().await {
+            Ok(_) => Ok(()),
             // A missing probe object proves the bucket answers and we may read it.
-            Ok(Err(e))
-                if e.http_status_code() == Some(404) && !format!("{e:#}").contains("bucket") =>
-            {
+            Err(e) if e.http_status_code() == Some(404) && !format!("{e:#}").contains("bucket") => {
                 Ok(())
             }
-            Ok(Err(e)) => Err(anyhow::Error::from(e)),
-        };
-        result.map_err(|e| {
-            SinkError::new(
-                NAME,
-                &e.context(format!("bucket {} is not reachable", self.bucket)),
-            )
-        })
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

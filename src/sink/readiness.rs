@@ -9,31 +9,44 @@ use tokio::time::Instant;
 
 use super::SinkError;
 
+/// How long one probe may take before the sink counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a probe's answer is reused.
+const TTL: Duration = Duration::from_secs(10);
+
 pub struct CachedCheck {
-    ttl: Duration,
+    sink: &'static str,
+    /// What a failure means, e.g. "bucket b is not reachable".
+    failure: String,
     last: Mutex<Option<(Instant, Result<(), SinkError>)>>,
 }
 
 impl CachedCheck {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(sink: &'static str, failure: String) -> Self {
         Self {
-            ttl,
+            sink,
+            failure,
             last: Mutex::new(None),
         }
     }
 
-    /// The cached result while fresh, otherwise runs `probe` (one at a time) and caches it.
-    pub async fn get<F: Future<Output = Result<(), SinkError>>>(
+    /// The cached result while fresh, otherwise runs `probe` (one at a time, bounded by
+    /// [`PROBE_TIMEOUT`]) and caches it.
+    pub async fn get<F: Future<Output = anyhow::Result<()>>>(
         &self,
         probe: F,
     ) -> Result<(), SinkError> {
         let mut last = self.last.lock().await;
         if let Some((at, result)) = last.as_ref()
-            && at.elapsed() < self.ttl
+            && at.elapsed() < TTL
         {
             return result.clone();
         }
-        let result = probe.await;
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!("timed out after {PROBE_TIMEOUT:?}")),
+        }
+        .map_err(|e| SinkError::new(self.sink, &e.context(self.failure.clone())));
         *last = Some((Instant::now(), result.clone()));
         result
     }

@@ -70,7 +70,13 @@ impl BigQueryWarehouse {
             project: target.project.clone(),
             dataset: target.dataset.clone(),
             deadline,
-            readiness: CachedCheck::new(Duration::from_secs(10)),
+            readiness: CachedCheck::new(
+                NAME,
+                format!(
+                    "dataset {}.{} is not reachable",
+                    target.project, target.dataset
+                ),
+            ),
         })
     }
 
@@ -104,20 +110,14 @@ impl BigQueryWarehouse {
         results
     }
 
-    async fn probe(&self) -> Result<(), SinkError> {
-        let get = self.client.dataset().get(&self.project, &self.dataset);
-        match tokio::time::timeout(Duration::from_secs(5), get).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::Error::from(e)),
-            Err(_) => Err(anyhow::anyhow!("timed out")),
-        }
-        .map_err(|e| {
-            let e = e.context(format!(
-                "dataset {}.{} is not reachable",
-                self.project, self.dataset
-            ));
-            SinkError::new(NAME, &e)
-        })
+    async fn probe(&self) -> anyhow::Result<()> {
+        let dataset = self
+            .client
+            .dataset()
+            .get(&self.project, &self.dataset)
+            .await?;
+        drop(dataset);
+        Ok(())
     }
 }
 
