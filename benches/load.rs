@@ -1,16 +1,20 @@
-//! Load benchmark for `POST /push` on the embedded sinks: acked events per second and
-//! latency percentiles at several concurrency levels, over real HTTP on loopback.
+//! Load benchmark for `POST /push`: acked events per second, latency percentiles and the
+//! server's peak memory. The server runs in its own process, as deployed; the load comes from
+//! this one over loopback, one keep-alive connection per simulated pusher.
 //!
-//!     cargo bench --bench load
-//!     cargo bench --bench load -- --requests 50000 --concurrency 64,256 --auth none,oidc
-//!     cargo bench --bench load -- --sinks google --requests 5000 --concurrency 64 --auth none
+//!     cargo bench --bench load                                    # embedded and ceiling, 256 connections
+//!     cargo bench --bench load -- --modes embedded,ceiling --connections 256,1000 --rounds 3
+//!     cargo bench --bench load -- --modes embedded --metrics on,off
+//!     cargo bench --bench load -- --modes embedded,baseline --baseline-bin /tmp/landfall-before
+//!     cargo bench --bench load -- --modes google --requests 3000 --connections 64 --replay
 //!
-//! `--sinks google` lands in fake-gcs-server and local-bigquery (installed by
-//! `.ci/emulators.sh`) and also reports BigQuery insertAll calls per 1,000 events, counted in
-//! the emulator's access log.
-//!
-//! The server runs on its own 2-thread runtime and the load generator on another, in one
-//! process on the same machine, so the figures include the client's cost too.
+//! Modes: `embedded` (the landfall binary, folder + SQLite), `ceiling` (the same server stack
+//! with sinks that store nothing: what HTTP, decoding and validation alone allow), `google`
+//! (fake-gcs-server + local-bigquery, installed by `.ci/emulators.sh`), `baseline` (another
+//! landfall binary, e.g. an older build, run like `embedded`, or like `google` with
+//! `--baseline-google`). Every measured level gets a fresh server; modes alternate within a
+//! round, so that the machine's drift hits them alike: compare figures of one run only.
+//! Servers log as in production (JSON, one line per push).
 
 #[path = "../tests/google/emulators.rs"]
 #[allow(dead_code)]
@@ -18,59 +22,393 @@ mod emulators;
 #[path = "../tests/support/oidc.rs"]
 mod oidc;
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use landfall::config::Cli;
-use landfall::startup::Application;
+use landfall::schema::{Catalog, CatalogSource};
+use landfall::sink::{Entry, Layer, Sink, SinkError, Written};
+use landfall::startup::{Application, SinkSet};
 use serde_json::{Value, json};
 
-/// The same allocator as the `landfall` binary, since the server runs in this process.
+/// The same allocator as the `landfall` binary, for the ceiling server this process becomes.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Options {
-    requests: usize,
-    concurrency: Vec<usize>,
-    auth: Vec<String>,
-    google: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Embedded,
+    Ceiling,
+    Google,
+    Baseline,
 }
 
-fn options() -> Options {
-    let mut options = Options {
-        requests: 40_000,
-        concurrency: vec![64, 256],
-        auth: vec!["none".into(), "oidc".into()],
-        google: false,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let list = |v: &String| v.split(',').map(str::to_string).collect::<Vec<_>>();
-    for pair in args.windows(2) {
-        match pair[0].as_str() {
-            "--requests" => options.requests = pair[1].parse().expect("--requests N"),
-            "--concurrency" => {
-                options.concurrency = list(&pair[1]).iter().map(|c| c.parse().unwrap()).collect()
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Payload {
+    /// One inventory event, a fresh message id per push.
+    Inventory,
+    /// The three fixtures in turn.
+    Mixed,
+}
+
+#[derive(Debug, Parser)]
+struct Options {
+    #[arg(long, value_delimiter = ',', default_values = ["embedded", "ceiling"])]
+    modes: Vec<Mode>,
+    #[arg(long, value_delimiter = ',', default_values_t = [256])]
+    connections: Vec<usize>,
+    #[arg(long, default_value_t = 40_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// `on`, `off` or both: whether the server records Prometheus metrics.
+    #[arg(long, value_delimiter = ',', default_values = ["on"])]
+    metrics: Vec<String>,
+    #[arg(long, default_value = "none")]
+    auth: String,
+    #[arg(long, value_enum, default_value_t = Payload::Inventory)]
+    payload: Payload,
+    /// Another landfall binary for the `baseline` mode.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
+    /// Run the baseline against the emulators instead of the embedded sinks.
+    #[arg(long)]
+    baseline_google: bool,
+    /// After each google level, push every message again and report the replay's latency.
+    #[arg(long)]
+    replay: bool,
+    /// cargo bench passes this; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    landfall::startup::install_crypto_provider();
+    // The ceiling server takes landfall's own flags, not these.
+    if std::env::args().any(|a| a == "--serve-ceiling") {
+        return serve_ceiling();
+    }
+    let options = Options::parse();
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let google = client.block_on(Google::start_if(&options));
+    let jwks = client.block_on(Jwks::start());
+    println!(
+        "| round | mode | metrics | connections | requests | acked | failed | acked events/s | p50 ms | p99 ms | peak RSS MB | insertAll / 1000 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for round in 1..=options.rounds {
+        for &connections in &options.connections {
+            for metrics in &options.metrics {
+                for &mode in &options.modes {
+                    let server =
+                        Server::start(mode, &options, metrics == "on", &jwks, google.as_ref());
+                    let result = client.block_on(measure(
+                        &server,
+                        &options,
+                        connections,
+                        google.as_ref(),
+                        &jwks,
+                    ));
+                    println!(
+                        "| {round} | {mode:?} | {metrics} | {connections} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
+                        options.requests,
+                        result.first.acked,
+                        result.first.failed,
+                        result.first.rate(),
+                        result.first.percentile(0.50),
+                        result.first.percentile(0.99),
+                        server.peak_rss_mb(),
+                        result
+                            .insert_calls
+                            .map_or("-".into(), |c| format!("{c:.1}")),
+                    );
+                    if let Some(replay) = &result.replay {
+                        println!(
+                            "| {round} | {mode:?} replay | {metrics} | {connections} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | - |",
+                            options.requests,
+                            replay.acked,
+                            replay.failed,
+                            replay.rate(),
+                            replay.percentile(0.50),
+                            replay.percentile(0.99),
+                            server.peak_rss_mb(),
+                        );
+                    }
+                }
             }
-            "--auth" => options.auth = list(&pair[1]),
-            "--sinks" => options.google = pair[1] == "google",
-            _ => {}
         }
     }
-    options
 }
 
-fn payloads() -> Vec<Vec<u8>> {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-    ["order.json", "inventory.json", "user-activity.json"]
+/// A server process: the landfall binary, or this benchmark as the ceiling server.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+/// Every level's data folder, removed only when the benchmark ends: ext4 makes inode
+/// allocation slow for minutes after a mass deletion, which would slow the levels after it.
+static DATA: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+impl Server {
+    fn start(
+        mode: Mode,
+        options: &Options,
+        metrics: bool,
+        jwks: &Jwks,
+        google: Option<&Google>,
+    ) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let program = match mode {
+            Mode::Ceiling => std::env::current_exe().unwrap(),
+            Mode::Baseline => options.baseline_bin.clone().expect("--baseline-bin"),
+            Mode::Embedded | Mode::Google => PathBuf::from(env!("CARGO_BIN_EXE_landfall")),
+        };
+        let mut command = Command::new(program);
+        if mode == Mode::Ceiling {
+            command.args(["--serve-ceiling", "--bench"]);
+        }
+        command
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if mode != Mode::Baseline {
+            command.env("LANDFALL_METRICS", metrics.to_string());
+        }
+        if options.auth == "oidc" {
+            command
+                .args(["--auth", "oidc", "--oidc-audience", oidc::AUDIENCE])
+                .args([
+                    "--oidc-allowed-email",
+                    oidc::PUSHER,
+                    "--oidc-jwks-url",
+                    &jwks.server.url,
+                ]);
+        }
+        let google_sinks =
+            mode == Mode::Google || (mode == Mode::Baseline && options.baseline_google);
+        if google_sinks {
+            let google = google.expect("google mode starts the emulators");
+            command
+                .args([
+                    "--gcs-bucket",
+                    emulators::BUCKET,
+                    "--storage-emulator-host",
+                    &google.gcs.url(),
+                ])
+                .args([
+                    "--bigquery-project",
+                    emulators::PROJECT,
+                    "--bigquery-emulator-host",
+                    &google.bigquery.url(),
+                ]);
+            if options.auth != "oidc" {
+                command.args(["--auth", "none"]);
+            }
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines.next().expect("the server logs its address").unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["message"] == "landfall is serving" {
+                break entry["address"].as_str().unwrap().to_string();
+            }
+        };
+        // Keep draining its log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        DATA.lock().unwrap().push(data);
+        Server { child, address }
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ceiling: landfall's own server stack (router, auth, limits, envelope, catalog
+/// validation, group commit) over sinks that acknowledge without storing anything.
+fn serve_ceiling() {
+    struct Discard(Layer, &'static str);
+
+    #[async_trait]
+    impl Sink for Discard {
+        fn name(&self) -> &'static str {
+            self.1
+        }
+        fn layer(&self) -> Layer {
+            self.0
+        }
+        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+            batch.iter().map(|_| Ok(Written::Created)).collect()
+        }
+        async fn check(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    let args: Vec<String> = std::env::args()
+        .filter(|a| a != "--serve-ceiling" && a != "--bench")
+        .collect();
+    let config = Cli::try_parse_from(args).unwrap().serve.resolve().unwrap();
+    landfall::telemetry::init(config.log_format, None);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let catalog = Arc::new(Catalog::load(&CatalogSource::Shipped).unwrap());
+        let sinks = SinkSet {
+            sinks: vec![
+                Arc::new(Discard(Layer::Landing, "landing")),
+                Arc::new(Discard(Layer::Warehouse, "warehouse")),
+            ],
+            landing_base_uri: Some("file:///discarded".into()),
+        };
+        let app = Application::with_sinks(config, catalog, sinks)
+            .await
+            .unwrap();
+        app.run_until_stopped(std::future::pending()).await.unwrap();
+    });
+}
+
+struct Google {
+    gcs: emulators::Gcs,
+    bigquery: emulators::BigQuery,
+}
+
+impl Google {
+    async fn start_if(options: &Options) -> Option<Self> {
+        let needed = options.modes.contains(&Mode::Google)
+            || (options.modes.contains(&Mode::Baseline) && options.baseline_google);
+        if !needed {
+            return None;
+        }
+        let gcs = emulators::Gcs::start().await;
+        let bigquery = emulators::BigQuery::start().await;
+        let status = Command::new(env!("CARGO_BIN_EXE_landfall"))
+            .args(["schema", "apply", "--bigquery-project", emulators::PROJECT])
+            .args(["--bigquery-emulator-host", &bigquery.url()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "schema apply against the emulator");
+        Some(Google { gcs, bigquery })
+    }
+
+    fn insert_calls(&self) -> usize {
+        self.bigquery.log().matches("/insertAll").count()
+    }
+}
+
+struct Jwks {
+    server: oidc::JwksServer,
+    token: String,
+}
+
+impl Jwks {
+    async fn start() -> Self {
+        let key = oidc::TestKey::generate("bench-key");
+        let server = oidc::JwksServer::start(vec![key.jwk.clone()], true).await;
+        Jwks {
+            server,
+            token: key.sign(&oidc::google_claims()),
+        }
+    }
+}
+
+struct Measured {
+    first: Level,
+    replay: Option<Level>,
+    insert_calls: Option<f64>,
+}
+
+async fn measure(
+    server: &Server,
+    options: &Options,
+    connections: usize,
+    google: Option<&Google>,
+    jwks: &Jwks,
+) -> Measured {
+    let token = (options.auth == "oidc").then_some(jwks.token.as_str());
+    wait_until_ready(&server.address).await;
+    run(
+        &server.address,
+        token,
+        64,
+        envelopes("warmup", 2_000, options.payload),
+    )
+    .await;
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run_id = format!("run{}", RUN.fetch_add(1, Ordering::Relaxed));
+    let bodies = envelopes(&run_id, options.requests, options.payload);
+    let calls_before = google.map(Google::insert_calls);
+    let first = run(&server.address, token, connections, bodies.clone()).await;
+    let insert_calls = google
+        .zip(calls_before)
+        .map(|(g, before)| (g.insert_calls() - before) as f64 * 1000.0 / first.acked.max(1) as f64);
+    let replay = if options.replay {
+        Some(run(&server.address, token, connections, bodies).await)
+    } else {
+        None
+    };
+    Measured {
+        first,
+        replay,
+        insert_calls,
+    }
+}
+
+async fn wait_until_ready(address: &str) {
+    let url = format!("http://{address}/readyz");
+    for _ in 0..600 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server at {address} never became ready");
+}
+
+fn payloads(kind: Payload) -> Vec<Vec<u8>> {
+    let names: &[&str] = match kind {
+        Payload::Inventory => &["inventory.json"],
+        Payload::Mixed => &["order.json", "inventory.json", "user-activity.json"],
+    };
+    names
         .iter()
         .map(|name| {
-            let envelope: Value =
-                serde_json::from_slice(&std::fs::read(format!("{fixtures}/{name}")).unwrap())
-                    .unwrap();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name);
+            let envelope: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
             base64::engine::general_purpose::STANDARD
                 .decode(envelope["message"]["data"].as_str().unwrap())
                 .unwrap()
@@ -79,7 +417,8 @@ fn payloads() -> Vec<Vec<u8>> {
 }
 
 /// Envelopes with unique message ids, built before the clock starts.
-fn envelopes(run: &str, count: usize, payloads: &[Vec<u8>]) -> Arc<Vec<Bytes>> {
+fn envelopes(run: &str, count: usize, kind: Payload) -> Arc<Vec<Bytes>> {
+    let payloads = payloads(kind);
     let b64 = base64::engine::general_purpose::STANDARD;
     Arc::new(
         (0..count)
@@ -98,6 +437,7 @@ fn envelopes(run: &str, count: usize, payloads: &[Vec<u8>]) -> Arc<Vec<Bytes>> {
     )
 }
 
+#[derive(Default)]
 struct Level {
     acked: usize,
     failed: usize,
@@ -105,33 +445,41 @@ struct Level {
     latencies: Vec<Duration>,
 }
 
-/// One keep-alive HTTP/1.1 connection per simulated pusher, speaking just enough HTTP to
-/// send a request and read its answer: a general-purpose client would spend more of these
-/// two cores than the server under test.
-async fn run_level(
-    url: &str,
+impl Level {
+    fn rate(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+}
+
+/// Speaks just enough HTTP/1.1 to send a request and read its answer: a general-purpose
+/// client would spend more of these two cores than the server under test.
+async fn run(
+    address: &str,
     token: Option<&str>,
-    concurrency: usize,
+    connections: usize,
     bodies: Arc<Vec<Bytes>>,
 ) -> Level {
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
+    let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (next, bodies, address, auth) = (next.clone(), bodies.clone(), address.clone(), auth.clone());
+            let (next, bodies, address, auth) = (next.clone(), bodies.clone(), address.to_string(), auth.clone());
             tokio::spawn(async move {
+                let mut level = Level::default();
                 let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                let (mut acked, mut failed, mut latencies) = (0, 0, Vec::new());
                 let mut buffer = Vec::with_capacity(4096);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -144,28 +492,27 @@ async fn run_level(
                     request.extend_from_slice(body);
                     let sent = Instant::now();
                     let status = exchange(&mut stream, &request, &mut buffer).await;
-                    latencies.push(sent.elapsed());
-                    if status == 200 { acked += 1 } else { failed += 1 }
+                    level.latencies.push(sent.elapsed());
+                    if status == 200 {
+                        level.acked += 1;
+                    } else {
+                        level.failed += 1;
+                    }
                 }
-                (acked, failed, latencies)
+                level
             })
         })
         .collect();
-    let mut level = Level {
-        acked: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
+    let mut total = Level::default();
     for worker in workers {
-        let (acked, failed, latencies) = worker.await.unwrap();
-        level.acked += acked;
-        level.failed += failed;
-        level.latencies.extend(latencies);
+        let level = worker.await.unwrap();
+        total.acked += level.acked;
+        total.failed += level.failed;
+        total.latencies.extend(level.latencies);
     }
-    level.elapsed = started.elapsed();
-    level.latencies.sort();
-    level
+    total.elapsed = started.elapsed();
+    total.latencies.sort();
+    total
 }
 
 /// Writes one request and reads one response; returns its status (0 when the exchange broke).
@@ -198,150 +545,4 @@ async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8], buffer: &m
             _ => return 0,
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
-/// Emulators for `--sinks google`, with the schema applied; `None` for the embedded sinks.
-fn google_sinks(
-    runtime: &tokio::runtime::Runtime,
-    enabled: bool,
-) -> Option<(emulators::Gcs, emulators::BigQuery)> {
-    if !enabled {
-        return None;
-    }
-    runtime.block_on(async {
-        let gcs = emulators::Gcs::start().await;
-        let bigquery = emulators::BigQuery::start().await;
-        let target = landfall::config::BigQueryTarget {
-            project: emulators::PROJECT.into(),
-            dataset: "raw".into(),
-            emulator: Some(bigquery.url()),
-        };
-        landfall::sink::bigquery::apply::apply(&target)
-            .await
-            .expect("schema applies");
-        Some((gcs, bigquery))
-    })
-}
-
-fn main() {
-    landfall::startup::install_crypto_provider();
-    let options = options();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let payloads = payloads();
-    let google = google_sinks(&server_rt, options.google);
-    let sinks = if google.is_some() {
-        "gcs+bigquery (emulators)"
-    } else {
-        "folder+sqlite"
-    };
-    println!(
-        "| sinks | auth | concurrency | requests | acked | failed | acked events/s | p50 ms | p99 ms | insertAll calls / 1000 events |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for auth in &options.auth {
-        let data_dir = tempfile::tempdir().unwrap();
-        let key = oidc::TestKey::generate("bench-key");
-        let jwks = server_rt.block_on(oidc::JwksServer::start(vec![key.jwk.clone()], true));
-        let mut argv: Vec<String> = [
-            "landfall",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--auth",
-            auth,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        argv.extend(["--data-dir".into(), data_dir.path().display().to_string()]);
-        argv.extend(["--oidc-audience".into(), oidc::AUDIENCE.into()]);
-        argv.extend([
-            "--oidc-allowed-email".into(),
-            oidc::PUSHER.into(),
-            "--oidc-jwks-url".into(),
-            jwks.url.clone(),
-        ]);
-        if let Some((gcs, bigquery)) = &google {
-            argv.extend([
-                "--gcs-bucket".into(),
-                emulators::BUCKET.into(),
-                "--storage-emulator-host".into(),
-                gcs.url(),
-            ]);
-            argv.extend(["--bigquery-project".into(), emulators::PROJECT.into()]);
-            argv.extend(["--bigquery-emulator-host".into(), bigquery.url()]);
-        }
-        let config = Cli::try_parse_from(argv)
-            .unwrap()
-            .settings
-            .resolve()
-            .unwrap();
-        let app = server_rt.block_on(Application::build(config)).unwrap();
-        let url = format!("http://127.0.0.1:{}/push", app.port());
-        server_rt.spawn(app.run_until_stopped(std::future::pending()));
-        let token = (auth == "oidc").then(|| key.sign(&oidc::google_claims()));
-        // Wait until the keys are loaded (readyz), then warm up connections and caches.
-        client_rt.block_on(async {
-            let ready = url.replace("/push", "/readyz");
-            while reqwest::get(&ready)
-                .await
-                .map(|r| r.status() != 200)
-                .unwrap_or(true)
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            run_level(
-                &url,
-                token.as_deref(),
-                64,
-                envelopes(&format!("{auth}-warmup"), 2_000, &payloads),
-            )
-            .await;
-        });
-        for &concurrency in &options.concurrency {
-            let bodies = envelopes(
-                &format!("{auth}-{concurrency}"),
-                options.requests,
-                &payloads,
-            );
-            let calls_before = insert_calls(&google);
-            let level = client_rt.block_on(run_level(&url, token.as_deref(), concurrency, bodies));
-            let calls = insert_calls(&google).map(|after| {
-                let per_thousand =
-                    (after - calls_before.unwrap()) as f64 * 1000.0 / level.acked as f64;
-                format!("{per_thousand:.1}")
-            });
-            println!(
-                "| {sinks} | {auth} | {concurrency} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
-                options.requests,
-                level.acked,
-                level.failed,
-                level.acked as f64 / level.elapsed.as_secs_f64(),
-                percentile(&level.latencies, 0.50),
-                percentile(&level.latencies, 0.99),
-                calls.unwrap_or_else(|| "-".into()),
-            );
-        }
-    }
-}
-
-fn insert_calls(google: &Option<(emulators::Gcs, emulators::BigQuery)>) -> Option<usize> {
-    google
-        .as_ref()
-        .map(|(_, bigquery)| bigquery.log().matches("/insertAll").count())
 }

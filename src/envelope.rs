@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::event::validate::parse_timestamp;
+use crate::time::parse_timestamp;
 
 /// One Pub/Sub message as delivered, whichever envelope carried it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,8 +1,12 @@
 //! The one error type at the HTTP boundary. Each variant's doc names its status; the status
 //! is what Pub/Sub reads as ack (2xx) or nack (everything else), so the mapping is the product.
+//! Every error response, including those the router makes on its own (404, 405), has the body
+//! `{"error": code, "message": text}`.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -38,6 +42,18 @@ pub enum ApiError {
     /// 503: the request did not finish within `--request-timeout-secs`.
     #[error("request timed out")]
     TimedOut,
+    /// 404: no such path.
+    #[error("no such path: {0}")]
+    NotFound(String),
+    /// 405: the path exists, the method does not; the response keeps `Allow`.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: Method, path: String },
+    /// The status the router chose for a request it refused by itself (other than 404/405).
+    #[error("the request was refused ({0})")]
+    Refused(StatusCode),
+    /// 500: landfall itself failed; the cause is in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -51,6 +67,10 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Refused(status) => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -66,6 +86,22 @@ impl ApiError {
             Self::AuthUnavailable(_) => "auth_unavailable",
             Self::Overloaded => "overloaded",
             Self::TimedOut => "timed_out",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Refused(_) => "refused",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The `outcome` label of `landfall_pushes_total` for a push answered with this error.
+    pub fn outcome(&self) -> &'static str {
+        match self.status() {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::TOO_MANY_REQUESTS => "overloaded",
+            s if s.is_client_error() => "bad_request",
+            _ => "unavailable",
         }
     }
 
@@ -78,6 +114,7 @@ impl ApiError {
                     e.sink
                 )
             }
+            Self::Internal(_) => "internal error; the message will be redelivered".into(),
             other => other.to_string(),
         }
     }
@@ -99,6 +136,37 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        response.extensions_mut().insert(Outcome(self.outcome()));
         response
     }
+}
+
+/// How a push was answered, for metrics: set on every response a push handler or an
+/// [`ApiError`] produces.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome(pub &'static str);
+
+/// Gives the responses the router makes by itself (404, 405, …), which have empty bodies, the
+/// documented error shape; headers such as `Allow` stay.
+pub async fn documented_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(format!("{method} {path}")),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { method, path },
+        other => ApiError::Refused(other),
+    };
+    let (mut parts, _) = response.into_parts();
+    let documented = error.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(documented.headers().clone());
+    Response::from_parts(parts, documented.into_body())
 }

@@ -1,17 +1,23 @@
-//! `/healthz` (the process serves) and `/readyz` (every sink writable, keys loaded).
+//! What probes and scrapers read: `/healthz` (the process serves), `/readyz` (every sink
+//! writable, keys loaded) and `/metrics` (Prometheus). None of them is behind authentication
+//! or the push concurrency limit.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::auth::PushAuth;
 use crate::sink::Sinks;
+use crate::telemetry::metrics::{self, Metrics};
 
-#[derive(Clone)]
 pub struct HealthState {
     pub sinks: Sinks,
     pub auth: PushAuth,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +39,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<Readiness>) {
     let mut checks: Vec<Check> = state
         .sinks
         .check()
@@ -63,5 +69,13 @@ pub async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Readi
             status: if ready { "ready" } else { "not_ready" },
             checks,
         }),
+    )
+}
+
+pub async fn metrics(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
+    state.metrics.set_keys_age(state.auth.keys_age());
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
     )
 }

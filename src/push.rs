@@ -1,29 +1,37 @@
 //! `POST /push`: envelope → event → sinks → ack. The status code is the ack: 200 only once
 //! every sink holds the record (or the dead letter does).
+//!
+//! [`observe`] wraps the route: it opens the request's span (its trace, then its message id),
+//! counts and times every push however it ends, and writes the one log line per request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header::CONTENT_LENGTH};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::envelope::{self, Delivery};
-use crate::error::ApiError;
-use crate::event::{self, Landing, Outcome, Record};
+use crate::error::{ApiError, Outcome as Answered};
+use crate::event::{Classifier, Outcome, Poison, Record};
 use crate::sink::{Landed, Sinks};
+use crate::telemetry::metrics::{Metrics, NO_EVENT_TYPE};
+use crate::telemetry::trace::TraceContext;
 
-#[derive(Clone)]
 pub struct PushState {
     pub sinks: Sinks,
-    pub landing: Landing,
+    pub classifier: Arc<Classifier>,
     pub max_body_bytes: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The 200 body: what happened to the message.
@@ -32,64 +40,141 @@ pub struct Ack {
     pub message_id: String,
     /// `landed` or `dead_lettered`.
     pub outcome: &'static str,
-    /// True when a sink already had it and none stored it anew (a redelivery). BigQuery
-    /// cannot tell, so it does not count either way.
+    /// True when the message was stored before and nothing was stored anew (a redelivery).
     pub duplicate: bool,
-    pub event_type: Option<&'static str>,
+    pub event_type: Option<Arc<str>>,
     /// The landing-layer object; null when only BigQuery is configured.
     pub landing_uri: Option<String>,
     pub reason: Option<String>,
 }
 
-pub async fn handler(State(state): State<PushState>, headers: HeaderMap, body: Body) -> Response {
+/// The routed event type of a push, for its metrics.
+#[derive(Debug, Clone)]
+struct EventTypeTag(Arc<str>);
+
+pub async fn observe(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _in_flight = metrics.in_flight();
     let started = Instant::now();
-    let mut message_id = None;
-    let result = handle(&state, &headers, body, &mut message_id).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(ack) => {
-            tracing::info!(
-                message_id = %ack.message_id,
-                event_type = ack.event_type.unwrap_or("-"),
-                outcome = ack.outcome,
-                duplicate = ack.duplicate,
-                reason = ack.reason.as_deref().unwrap_or(""),
-                latency_ms,
-                "push acknowledged"
-            );
-            Json(ack).into_response()
+    let span = tracing::info_span!(
+        "push",
+        trace_id = Empty,
+        span_id = Empty,
+        trace_sampled = Empty,
+        message_id = Empty,
+        event_type = Empty,
+        error = Empty,
+    );
+    if let Some(trace) = TraceContext::from_headers(request.headers()) {
+        span.record("trace_id", trace.trace_id.as_str());
+        span.record("trace_sampled", trace.sampled);
+        if let Some(span_id) = &trace.span_id {
+            span.record("span_id", span_id.as_str());
         }
-        Err(error) => {
-            let status = error.status().as_u16();
-            let message_id = message_id.as_deref().unwrap_or("-");
-            if error.status().is_server_error() {
-                tracing::error!(message_id, status, error = %error, latency_ms, "push not acknowledged");
-            } else {
-                tracing::warn!(message_id, status, error = %error, latency_ms, "push rejected");
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let outcome = response
+        .extensions()
+        .get::<Answered>()
+        .map_or("unavailable", |o| o.0);
+    let no_type: Arc<str> = Arc::from(NO_EVENT_TYPE);
+    let event_type = response
+        .extensions()
+        .get::<EventTypeTag>()
+        .map_or(no_type, |t| t.0.clone());
+    metrics.push(outcome, &event_type, elapsed);
+    let _entered = span.enter();
+    log_answer(response.status().as_u16(), outcome, elapsed);
+    response
+}
+
+/// The request's log line: never the token, never the payload.
+fn log_answer(status: u16, outcome: &'static str, elapsed: Duration) {
+    // Tenths of a millisecond are as precise as a push's latency is meaningful.
+    let latency_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+    if status >= 500 {
+        tracing::error!(status, outcome, latency_ms, "push not acknowledged");
+    } else if status >= 400 {
+        tracing::warn!(status, outcome, latency_ms, "push rejected");
+    } else {
+        tracing::info!(status, outcome, latency_ms, "push acknowledged");
+    }
+}
+
+pub async fn handler(
+    State(state): State<Arc<PushState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(ack) => {
+            let outcome = match (ack.outcome, ack.duplicate) {
+                (_, true) => "duplicate",
+                (outcome, false) => outcome,
+            };
+            let tag = ack.event_type.clone().map(EventTypeTag);
+            let mut response = Json(ack).into_response();
+            response.extensions_mut().insert(Answered(outcome));
+            if let Some(tag) = tag {
+                response.extensions_mut().insert(tag);
             }
-            error.into_response()
+            response
+        }
+        Err((error, tag)) => {
+            // The cause chain goes to the log line (the span's), the body stays generic.
+            tracing::Span::current().record("error", tracing::field::display(&error));
+            let mut response = error.into_response();
+            if let Some(tag) = tag {
+                response.extensions_mut().insert(tag);
+            }
+            response
         }
     }
 }
 
-/// `message_id` is filled in as soon as it is known, so failures can be logged with it.
-async fn handle(
-    state: &PushState,
-    headers: &HeaderMap,
-    body: Body,
-    message_id: &mut Option<String>,
-) -> Result<Ack, ApiError> {
-    let body = read_body(headers, body, state.max_body_bytes).await?;
-    let delivery = envelope::decode(headers, body)?;
-    *message_id = Some(delivery.message_id.clone());
+type Failure = (ApiError, Option<EventTypeTag>);
+
+async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ack, Failure> {
+    let body = read_body(headers, body, state.max_body_bytes)
+        .await
+        .map_err(|e| (e, None))?;
+    let delivery = envelope::decode(headers, body).map_err(|e| (e.into(), None))?;
+    let span = tracing::Span::current();
+    span.record("message_id", delivery.message_id.as_str());
     // Microseconds: the precision BigQuery TIMESTAMP keeps, so both warehouses agree.
     let received_at = Utc::now().trunc_subsecs(6);
-    let record = event::classify(&delivery, received_at, &state.landing);
-    match state.sinks.land(record.clone()).await? {
-        Landed::Stored => Ok(ack(&record, false)),
-        Landed::Duplicate => Ok(ack(&record, true)),
-        Landed::Rejected(reason) => dead_letter_rejected(state, &delivery, &record, reason).await,
+    let record = state.classifier.classify(&delivery, received_at);
+    let tag = EventTypeTag(
+        record
+            .event_type()
+            .cloned()
+            .unwrap_or_else(|| NO_EVENT_TYPE.into()),
+    );
+    span.record("event_type", tag.0.as_ref());
+    let lag = (received_at - delivery.publish_time)
+        .to_std()
+        .unwrap_or_default();
+    state.metrics.delivery_lag(&tag.0, lag);
+    let landed = state
+        .sinks
+        .land(record.clone())
+        .await
+        .map_err(|e| (e.into(), Some(tag.clone())))?;
+    let (record, duplicate) = match landed {
+        Landed::Stored => (record, false),
+        Landed::Duplicate => (record, true),
+        Landed::Rejected(reason) => dead_letter_rejected(state, &delivery, &record, reason)
+            .await
+            .map_err(|e| (e, Some(tag.clone())))?,
+    };
+    if let (Outcome::DeadLetter { rule, .. }, false) = (&record.outcome, duplicate) {
+        state.metrics.dead_letter(&tag.0, rule);
     }
+    Ok(ack(&record, duplicate))
 }
 
 /// A warehouse refused a row for its content: keep it in the dead letter and ack, since
@@ -99,24 +184,23 @@ async fn dead_letter_rejected(
     delivery: &Delivery,
     rejected: &Record,
     reason: String,
-) -> Result<Ack, ApiError> {
+) -> Result<(Arc<Record>, bool), ApiError> {
     let (false, Some(event_type)) = (rejected.is_dead_letter(), rejected.event_type()) else {
         // Dead-letter rows are plain text columns; a refusal means the schema is broken.
-        return Err(ApiError::SinkUnavailable(crate::sink::SinkError {
-            sink: "dead_letter",
-            message: format!("dead letter refused: {reason}"),
-        }));
+        return Err(ApiError::Internal(format!(
+            "the dead letter was refused: {reason}"
+        )));
     };
-    let reason = format!("rejected by the warehouse: {reason}");
-    let record = event::dead_letter(
-        delivery,
-        Utc::now().trunc_subsecs(6),
-        &state.landing,
-        reason,
-        Some(event_type),
-    );
+    let poison = Poison {
+        reason: format!("rejected by the warehouse: {reason}"),
+        rule: "warehouse_rejected",
+        event_type: Some(event_type.clone()),
+    };
+    let record = state
+        .classifier
+        .dead_letter(delivery, Utc::now().trunc_subsecs(6), poison);
     let landed = state.sinks.land(record.clone()).await?;
-    Ok(ack(&record, landed == Landed::Duplicate))
+    Ok((record, landed == Landed::Duplicate))
 }
 
 fn ack(record: &Arc<Record>, duplicate: bool) -> Ack {
@@ -128,7 +212,7 @@ fn ack(record: &Arc<Record>, duplicate: bool) -> Ack {
         message_id: record.message_id.clone(),
         outcome,
         duplicate,
-        event_type: record.event_type(),
+        event_type: record.event_type().cloned(),
         landing_uri: record.object_uri.clone(),
         reason,
     }

@@ -1,4 +1,5 @@
-//! Wiring: settings → sinks, auth and router → a server that drains on shutdown.
+//! Wiring: settings → catalog, sinks, auth, metrics and router → a server that drains on
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,20 +16,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
-use crate::auth::jwks::Jwks;
-use crate::auth::oidc::OidcVerifier;
-use crate::auth::{self, PushAuth};
-use crate::config::{Auth, Config};
-use crate::error::ApiError;
-use crate::event::Landing;
+use crate::auth::{self, AuthConfig, PushAuth};
+use crate::config::Config;
+use crate::error::{self, ApiError};
+use crate::event::{Classifier, Landing};
 use crate::health::{self, HealthState};
 use crate::push::{self, PushState};
+use crate::schema::Catalog;
 use crate::sink::batch::GroupCommit;
 use crate::sink::bigquery::BigQueryWarehouse;
 use crate::sink::gcs::GcsLanding;
 use crate::sink::local::LocalLanding;
 use crate::sink::sqlite::SqliteWarehouse;
 use crate::sink::{Sink, Sinks};
+use crate::telemetry::metrics::Metrics;
 
 /// The TLS stacks of the two Google crates enable different rustls crypto backends; with both
 /// compiled in, rustls cannot pick one and the first HTTPS client panics. Pick one, once.
@@ -36,29 +37,42 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-#[derive(Clone)]
-struct AppState {
-    push: PushState,
-    health: HealthState,
-    auth: PushAuth,
+/// Bounds on what one push may take.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_concurrency: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
 }
 
-impl FromRef<AppState> for PushState {
+/// Each piece behind its own `Arc`: handlers and middleware clone only the piece they use,
+/// once per request.
+#[derive(Clone)]
+struct AppState {
+    push: Arc<PushState>,
+    health: Arc<HealthState>,
+    auth: PushAuth,
+    metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for Arc<PushState> {
     fn from_ref(state: &AppState) -> Self {
         state.push.clone()
     }
 }
 
-impl FromRef<AppState> for HealthState {
+impl FromRef<AppState> for Arc<HealthState> {
     fn from_ref(state: &AppState) -> Self {
         state.health.clone()
     }
 }
 
-impl FromRef<AppState> for PushAuth {
-    fn from_ref(state: &AppState) -> Self {
-        state.auth.clone()
-    }
+/// The sinks an application writes to, and the URI prefix rows record for landed objects.
+pub struct SinkSet {
+    pub sinks: Vec<Arc<dyn Sink>>,
+    /// `gs://bucket` or `file:///…/landing`: the first landing sink's.
+    pub landing_base_uri: Option<String>,
 }
 
 pub struct Application {
@@ -72,23 +86,62 @@ pub struct Application {
 }
 
 impl Application {
+    /// Loads the catalog (refusing a broken one), connects the configured sinks and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let catalog = Arc::new(Catalog::load(&config.catalog)?);
+        let sinks = build_sinks(&config, &catalog).await?;
+        Self::with_sinks(config, catalog, sinks).await
+    }
+
+    /// The same application over sinks of the caller's choosing (the benchmark measures the
+    /// server without storage this way).
+    pub async fn with_sinks(
+        config: Config,
+        catalog: Arc<Catalog>,
+        sinks: SinkSet,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
-        warn_if_unauthenticated(&config);
+        warn_if_unauthenticated(&config.auth);
         let background = CancellationToken::new();
-        let (sinks, landing, writers) = build_sinks(&config).await?;
-        let auth = build_auth(&config, &background)?;
+        let auth = PushAuth::start(&config.auth, &background)?;
+        let oidc = matches!(config.auth, AuthConfig::Oidc(_));
+        let metrics = Arc::new(if config.metrics {
+            Metrics::new(config.limits.request_timeout, oidc)
+        } else {
+            Metrics::disabled(config.limits.request_timeout)
+        });
+        let mut writers = Vec::new();
+        let mut queues = Vec::new();
+        for sink in sinks.sinks {
+            let (queue, writer) =
+                GroupCommit::spawn(sink.clone(), config.batch, metrics.sink(sink.name()));
+            queues.push((sink, queue));
+            writers.push(writer);
+        }
+        let sinks_handle = Sinks::new(queues);
+        let classifier = Classifier {
+            catalog,
+            routing: config.routing.clone(),
+            landing: Landing {
+                base_uri: sinks.landing_base_uri,
+                prefix: config.landing.prefix.clone(),
+                partition: config.landing.partition,
+            },
+        };
         let state = AppState {
-            push: PushState {
-                sinks: sinks.clone(),
-                landing,
+            push: Arc::new(PushState {
+                sinks: sinks_handle.clone(),
+                classifier: Arc::new(classifier),
                 max_body_bytes: config.limits.max_body_bytes,
-            },
-            health: HealthState {
-                sinks,
+                metrics: metrics.clone(),
+            }),
+            health: Arc::new(HealthState {
+                sinks: sinks_handle,
                 auth: auth.clone(),
-            },
+                metrics: metrics.clone(),
+            }),
             auth,
+            metrics,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -151,83 +204,78 @@ impl Application {
     }
 }
 
-fn warn_if_unauthenticated(config: &Config) {
-    match config.auth {
-        Auth::None { explicit: true } => tracing::warn!(
+fn warn_if_unauthenticated(auth: &AuthConfig) {
+    match auth {
+        AuthConfig::None { explicit: true } => tracing::warn!(
             "--auth none with a Google sink: ANY caller can write to the production landing and raw layers"
         ),
-        Auth::None { explicit: false } => tracing::warn!(
+        AuthConfig::None { explicit: false } => tracing::warn!(
             "authentication is off (--auth none): every request to /push is accepted; use --auth oidc in production"
         ),
-        Auth::Oidc(_) => {}
+        AuthConfig::Oidc(_) => {}
     }
 }
 
-async fn build_sinks(config: &Config) -> anyhow::Result<(Sinks, Landing, Vec<JoinHandle<()>>)> {
+/// The configured sinks: the landing layer first, then the warehouses.
+async fn build_sinks(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<SinkSet> {
     // Remote writes, retries included, must finish while Pub/Sub still waits for the answer.
     let deadline = config.limits.request_timeout;
-    // Rows point at the first landing sink: the bucket when there is one.
-    let mut base_uri: Option<String> = None;
-    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    let mut set = SinkSet {
+        sinks: Vec::new(),
+        landing_base_uri: None,
+    };
     if let Some(target) = &config.gcs {
-        let bucket = GcsLanding::connect(target, &config.prefix, deadline).await?;
-        base_uri.get_or_insert_with(|| bucket.base_uri());
-        sinks.push(Arc::new(bucket));
+        let bucket = GcsLanding::connect(target, &config.landing.prefix, deadline).await?;
+        set.landing_base_uri
+            .get_or_insert_with(|| bucket.base_uri());
+        set.sinks.push(Arc::new(bucket));
+    }
+    if let Some(embedded) = &config.embedded {
+        std::fs::create_dir_all(&embedded.data_dir)
+            .with_context(|| format!("failed to create {}", embedded.data_dir.display()))?;
+        let folder = LocalLanding::open(embedded.data_dir.join("landing"))?;
+        set.landing_base_uri
+            .get_or_insert_with(|| folder.base_uri());
+        set.sinks.push(Arc::new(folder));
     }
     if let Some(target) = &config.bigquery {
-        sinks.push(Arc::new(
-            BigQueryWarehouse::connect(target, deadline).await?,
-        ));
+        let warehouse = BigQueryWarehouse::connect(target, catalog.clone(), deadline).await?;
+        set.sinks.push(Arc::new(warehouse));
     }
-    if config.local {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
-        let folder = LocalLanding::open(config.data_dir.join("landing"))?;
-        base_uri.get_or_insert_with(|| folder.base_uri());
-        sinks.push(Arc::new(folder));
-        let database = config.data_dir.join("warehouse.db");
-        sinks.push(Arc::new(SqliteWarehouse::open(
-            &database,
-            config.sqlite_busy_timeout,
-        )?));
+    if let Some(embedded) = &config.embedded {
+        let database = embedded.data_dir.join("warehouse.db");
+        let warehouse = SqliteWarehouse::open(&database, embedded.sqlite_busy_timeout, catalog)?;
+        set.sinks.push(Arc::new(warehouse));
     }
-    let (queues, writers) = sinks
-        .iter()
-        .map(|sink| GroupCommit::spawn(sink.clone(), config.batch))
-        .unzip();
-    let landing = Landing {
-        base_uri,
-        prefix: config.prefix.clone(),
-        partition: config.partition,
-    };
-    Ok((Sinks::new(queues, sinks), landing, writers))
-}
-
-fn build_auth(config: &Config, background: &CancellationToken) -> anyhow::Result<PushAuth> {
-    match &config.auth {
-        Auth::None { .. } => Ok(PushAuth::None),
-        Auth::Oidc(oidc) => {
-            let jwks = Arc::new(Jwks::new(oidc.jwks_url.clone())?);
-            jwks.clone().spawn_refresher(background.child_token());
-            Ok(PushAuth::Oidc(Arc::new(OidcVerifier::new(oidc, jwks))))
-        }
-    }
+    Ok(set)
 }
 
 fn router(state: AppState, config: &Config) -> Router {
-    // Only /push is limited: health probes must still answer when ingestion is saturated.
+    // Only /push is limited: probes and scrapes must still answer when ingestion is saturated.
     let push_limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(limit_error))
         .load_shed()
         .concurrency_limit(config.limits.max_concurrency)
         .timeout(config.limits.request_timeout);
     let push_route = post(push::handler)
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require))
-        .route_layer(push_limits);
-    Router::new()
+        .route_layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ))
+        .route_layer(push_limits)
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            push::observe,
+        ));
+    let mut router = Router::new()
         .route("/push", push_route)
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    if state.metrics.enabled() {
+        router = router.route("/metrics", get(health::metrics));
+    }
+    router
+        .layer(middleware::from_fn(error::documented_errors))
         .with_state(state)
 }
 
@@ -237,9 +285,6 @@ async fn limit_error(error: BoxError) -> ApiError {
     } else if error.is::<tower::timeout::error::Elapsed>() {
         ApiError::TimedOut
     } else {
-        ApiError::SinkUnavailable(crate::sink::SinkError {
-            sink: "server",
-            message: error.to_string(),
-        })
+        ApiError::Internal(error.to_string())
     }
 }

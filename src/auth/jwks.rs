@@ -31,10 +31,13 @@ pub enum KeyError {
     UnknownKid,
 }
 
+/// The keys by id, and when they were fetched.
+type KeySet = (Arc<HashMap<String, DecodingKey>>, Instant);
+
 pub struct Jwks {
     url: String,
     client: reqwest::Client,
-    keys: RwLock<Option<Arc<HashMap<String, DecodingKey>>>>,
+    keys: RwLock<Option<KeySet>>,
     /// When a token last forced a refetch; the async lock also makes such refetches single-flight.
     last_forced: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -60,9 +63,15 @@ impl Jwks {
             .is_some()
     }
 
+    /// How long ago the cached keys were fetched.
+    pub fn age(&self) -> Option<Duration> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.as_ref().map(|(_, fetched)| fetched.elapsed())
+    }
+
     fn lookup(&self, kid: &str) -> Result<DecodingKey, KeyError> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let keys = keys.as_ref().ok_or(KeyError::NotLoaded)?;
+        let (keys, _) = keys.as_ref().ok_or(KeyError::NotLoaded)?;
         keys.get(kid).cloned().ok_or(KeyError::UnknownKid)
     }
 
@@ -111,7 +120,8 @@ impl Jwks {
             ttl_secs = ttl.as_secs(),
             "loaded token-signing keys"
         );
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(keys));
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((Arc::new(keys), Instant::now()));
         Ok(ttl)
     }
 
@@ -125,11 +135,21 @@ impl Jwks {
                         retry = FIRST_RETRY;
                         refresh_after(ttl)
                     }
-                    Err(e) => {
+                    Err(e) if self.is_loaded() => {
                         tracing::warn!(
                             error = format!("{e:#}"),
                             retry_in_secs = retry.as_secs(),
                             "JWKS refresh failed; keeping cached keys"
+                        );
+                        let wait = retry;
+                        retry = (retry * 2).min(MAX_RETRY);
+                        wait
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            retry_in_secs = retry.as_secs(),
+                            "JWKS fetch failed and no keys were ever fetched: pushes are answered 503 until it succeeds"
                         );
                         let wait = retry;
                         retry = (retry * 2).min(MAX_RETRY);

@@ -1,5 +1,6 @@
 //! Who may push: nobody is checked (`--auth none`), or every request must carry a
-//! Google-signed OIDC token for this audience from an allowed service account.
+//! Google-signed OIDC token for this audience from an allowed service account (`--auth oidc`;
+//! `--auth cloud-run` when Cloud Run has already verified the signature).
 //!
 //! [`require`] is a middleware in front of `/push`, so the handler only ever sees verified
 //! requests; the verified [`oidc::Claims`] ride along as a request extension.
@@ -8,14 +9,32 @@ pub mod jwks;
 pub mod oidc;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use oidc::{AuthError, OidcVerifier};
+use jwks::Jwks;
+use oidc::{AuthError, OidcConfig, OidcVerifier, Trust};
+
+/// Cloud Run checks this header instead of `Authorization` when both are sent, and then
+/// forwards `Authorization` untouched: the token Cloud Run verified is the one in here.
+const SERVERLESS_AUTHORIZATION: HeaderName = HeaderName::from_static("x-serverless-authorization");
+
+/// How pushes are authenticated, as configured.
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    /// `explicit`: the operator asked for it despite a Google sink (warned at every start).
+    None {
+        explicit: bool,
+    },
+    Oidc(OidcConfig),
+}
 
 #[derive(Clone)]
 pub enum PushAuth {
@@ -24,6 +43,23 @@ pub enum PushAuth {
 }
 
 impl PushAuth {
+    /// Builds the verifier; with signatures to check, starts the key refresher (stopped by
+    /// `background`).
+    pub fn start(config: &AuthConfig, background: &CancellationToken) -> anyhow::Result<Self> {
+        let AuthConfig::Oidc(oidc) = config else {
+            return Ok(PushAuth::None);
+        };
+        let jwks = match oidc.trust {
+            Trust::Signature => {
+                let jwks = Arc::new(Jwks::new(oidc.jwks_url.clone())?);
+                jwks.clone().spawn_refresher(background.child_token());
+                Some(jwks)
+            }
+            Trust::CloudRun => None,
+        };
+        Ok(PushAuth::Oidc(Arc::new(OidcVerifier::new(oidc, jwks))))
+    }
+
     /// Whether requests can be verified now (for `/readyz`).
     pub fn ready(&self) -> Result<(), String> {
         match self {
@@ -31,6 +67,14 @@ impl PushAuth {
                 Err("token-signing keys have not been fetched yet".into())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// How old the cached signing keys are (for metrics).
+    pub fn keys_age(&self) -> Option<Duration> {
+        match self {
+            PushAuth::Oidc(v) => v.keys_age(),
+            PushAuth::None => None,
         }
     }
 }
@@ -63,9 +107,10 @@ pub async fn require(
 
 fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let unauthenticated = |why: &str| ApiError::Unauthenticated(why.to_string());
-    let value = request
-        .headers()
-        .get(AUTHORIZATION)
+    let headers = request.headers();
+    let value = headers
+        .get(SERVERLESS_AUTHORIZATION)
+        .or_else(|| headers.get(AUTHORIZATION))
         .ok_or_else(|| unauthenticated("missing Authorization header"))?
         .to_str()
         .map_err(|_| unauthenticated("Authorization header is not valid text"))?;

@@ -31,7 +31,7 @@ pub fn dead_letter_object(prefix: &str, publish_time: &DateTime<Utc>, message_id
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::validate::parse_timestamp;
+    use crate::time::parse_timestamp;
 
     #[test]
     fn event_objects_follow_the_landing_layout_in_utc() {

@@ -1,42 +1,45 @@
-//! The raw layer's BigQuery shapes: DDL for `landfall schema print`, and the JSON table
-//! schema used by `landfall schema apply`.
+//! The raw layer's BigQuery shapes: DDL for `landfall schema print`, and the REST API's table
+//! resource for `landfall schema apply` and the start-up check.
 
 use serde_json::{Value, json};
 
-use super::{Field, Kind, Mode, TABLES, Table};
+use super::{Catalog, Column, ColumnType, Mode, Table};
 
-fn scalar_type(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Id | Kind::Text | Kind::Enum(_) => "STRING",
-        Kind::Timestamp => "TIMESTAMP",
-        Kind::Int { .. } => "INT64",
-        Kind::Numeric => "NUMERIC",
-        Kind::Json => "JSON",
-        Kind::Record(_) => "RECORD",
+fn scalar_type(ty: &ColumnType) -> &'static str {
+    match ty {
+        ColumnType::String => "STRING",
+        ColumnType::Timestamp => "TIMESTAMP",
+        ColumnType::Date => "DATE",
+        ColumnType::Int64 => "INT64",
+        ColumnType::Numeric => "NUMERIC",
+        ColumnType::Float64 => "FLOAT64",
+        ColumnType::Bool => "BOOL",
+        ColumnType::Json => "JSON",
+        ColumnType::Record(_) => "RECORD",
     }
 }
 
-fn ddl_type(field: &Field) -> String {
-    let inner = match field.kind {
-        Kind::Record(fields) => {
+fn ddl_type(column: &Column) -> String {
+    let inner = match &column.ty {
+        ColumnType::Record(fields) => {
             let members: Vec<String> = fields.iter().map(ddl_member).collect();
             format!("STRUCT<{}>", members.join(", "))
         }
-        kind => scalar_type(kind).to_string(),
+        ty => scalar_type(ty).to_string(),
     };
-    match field.mode {
+    match column.mode {
         Mode::Repeated => format!("ARRAY<{inner}>"),
         Mode::Required => format!("{inner} NOT NULL"),
         Mode::Nullable => inner,
     }
 }
 
-fn ddl_member(field: &Field) -> String {
+fn ddl_member(column: &Column) -> String {
     format!(
         "{} {} OPTIONS(description={})",
-        field.name,
-        ddl_type(field),
-        quote(field.description)
+        column.name,
+        ddl_type(column),
+        quote(&column.description)
     )
 }
 
@@ -58,35 +61,35 @@ pub fn create_table(dataset: &str, table: &Table) -> String {
     }
     ddl.push_str(&format!(
         "\nOPTIONS(description={});\n",
-        quote(table.description)
+        quote(&table.description)
     ));
     ddl
 }
 
 /// Every table's DDL, preceded by the dataset's.
-pub fn ddl(dataset: &str) -> String {
+pub fn ddl(dataset: &str, catalog: &Catalog) -> String {
     let mut out = format!("CREATE SCHEMA IF NOT EXISTS `{dataset}`;\n\n");
-    for table in TABLES {
+    for table in catalog.tables() {
         out.push_str(&create_table(dataset, table));
         out.push('\n');
     }
     out
 }
 
-/// A field as the BigQuery REST API's `TableFieldSchema`.
-pub fn api_field(field: &Field) -> Value {
-    let mode = match field.mode {
+/// A column as the REST API's `TableFieldSchema`.
+pub fn api_field(column: &Column) -> Value {
+    let mode = match column.mode {
         Mode::Required => "REQUIRED",
         Mode::Nullable => "NULLABLE",
         Mode::Repeated => "REPEATED",
     };
     let mut value = json!({
-        "name": field.name,
-        "type": scalar_type(field.kind),
+        "name": column.name,
+        "type": scalar_type(&column.ty),
         "mode": mode,
-        "description": field.description,
+        "description": column.description,
     });
-    if let Kind::Record(fields) = field.kind {
+    if let ColumnType::Record(fields) = &column.ty {
         value["fields"] = Value::Array(fields.iter().map(api_field).collect());
     }
     value
@@ -109,11 +112,16 @@ pub fn api_table(project: &str, dataset: &str, table: &Table) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{DEAD_LETTER, ORDER};
+    use crate::schema::CatalogSource;
+
+    fn catalog() -> Catalog {
+        Catalog::load(&CatalogSource::Shipped).unwrap()
+    }
 
     #[test]
     fn order_ddl_nests_items_and_partitions_and_clusters_as_the_raw_layer_needs() {
-        let ddl = create_table("raw", &ORDER);
+        let catalog = catalog();
+        let ddl = create_table("raw", &catalog.event_type("order").unwrap().table);
         assert!(ddl.starts_with("CREATE TABLE IF NOT EXISTS `raw.order`"));
         assert!(ddl.contains(
             "items ARRAY<STRUCT<product_id STRING NOT NULL OPTIONS(description=\"Product identifier.\"), "
@@ -126,14 +134,15 @@ mod tests {
 
     #[test]
     fn dead_letter_is_partitioned_by_receipt_and_not_clustered() {
-        let ddl = create_table("raw", &DEAD_LETTER);
+        let ddl = create_table("raw", catalog().dead_letter());
         assert!(ddl.contains("PARTITION BY DATE(received_at)\nOPTIONS"));
         assert!(!ddl.contains("CLUSTER BY"));
     }
 
     #[test]
     fn api_schema_marks_items_as_repeated_record() {
-        let table = api_table("p", "raw", &ORDER);
+        let catalog = catalog();
+        let table = api_table("p", "raw", &catalog.event_type("order").unwrap().table);
         let items = table["schema"]["fields"]
             .as_array()
             .unwrap()

@@ -1,17 +1,17 @@
-//! Group commit: concurrent requests queue their record, one worker per sink takes
-//! whatever has queued (up to `max_events`, waiting at most `linger` for more), writes it as
-//! one batch and answers each request with its own result. Under load the batches grow by
-//! themselves, so the durable step's cost is shared instead of paid per event.
+//! Group commit: concurrent requests queue their record, one worker per sink takes whatever
+//! has queued (up to `max_events`, waiting at most `linger` for more), writes it as one batch
+//! and answers each request with its own result. Under load the batches grow by themselves,
+//! so the durable step's cost is shared instead of paid per event.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::timeout_at;
 
-use super::{Sink, SinkError, Written};
-use crate::event::Record;
+use super::{Entry, Sink, SinkError, Written};
+use crate::telemetry::metrics::SinkMetrics;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
@@ -20,7 +20,7 @@ pub struct BatchConfig {
 }
 
 struct Job {
-    record: Arc<Record>,
+    entry: Entry,
     reply: oneshot::Sender<Result<Written, SinkError>>,
 }
 
@@ -34,30 +34,39 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the worker. It runs until every handle is dropped, then finishes the batches it
     /// holds; await the returned task to know they are done.
-    pub fn spawn(sink: Arc<dyn Sink>, config: BatchConfig) -> (Self, JoinHandle<()>) {
+    pub fn spawn(
+        sink: Arc<dyn Sink>,
+        config: BatchConfig,
+        metrics: SinkMetrics,
+    ) -> (Self, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(config.max_events.max(1) * 4);
         let handle = GroupCommit {
             sink: sink.name(),
             jobs,
         };
-        (handle, tokio::spawn(run(sink, config, rx)))
+        (handle, tokio::spawn(run(sink, config, metrics, rx)))
     }
 
-    pub async fn submit(&self, record: Arc<Record>) -> Result<Written, SinkError> {
+    pub async fn submit(&self, entry: Entry) -> Result<Written, SinkError> {
         let stopped = || SinkError {
             sink: self.sink,
             message: "the sink's writer has stopped".into(),
         };
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { record, reply })
+            .send(Job { entry, reply })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(sink: Arc<dyn Sink>, config: BatchConfig, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    sink: Arc<dyn Sink>,
+    config: BatchConfig,
+    metrics: SinkMetrics,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let in_flight = sink.batches_in_flight().max(1);
     let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
@@ -67,9 +76,9 @@ async fn run(sink: Arc<dyn Sink>, config: BatchConfig, mut rx: mpsc::Receiver<Jo
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let sink = sink.clone();
+        let (sink, metrics) = (sink.clone(), metrics.clone());
         tokio::spawn(async move {
-            write(sink.as_ref(), jobs).await;
+            write(sink.as_ref(), &metrics, jobs).await;
             drop(slot);
         });
     }
@@ -79,7 +88,7 @@ async fn run(sink: Arc<dyn Sink>, config: BatchConfig, mut rx: mpsc::Receiver<Jo
 
 async fn collect(first: Job, rx: &mut mpsc::Receiver<Job>, config: &BatchConfig) -> Vec<Job> {
     let mut jobs = vec![first];
-    let deadline = Instant::now() + config.linger;
+    let deadline = tokio::time::Instant::now() + config.linger;
     while jobs.len() < config.max_events {
         match rx.try_recv() {
             Ok(job) => jobs.push(job),
@@ -93,33 +102,49 @@ async fn collect(first: Job, rx: &mut mpsc::Receiver<Job>, config: &BatchConfig)
     jobs
 }
 
-async fn write(sink: &dyn Sink, jobs: Vec<Job>) {
-    let records: Vec<Arc<Record>> = jobs.iter().map(|j| j.record.clone()).collect();
-    let results = sink.write(&records).await;
+async fn write(sink: &dyn Sink, metrics: &SinkMetrics, jobs: Vec<Job>) {
+    let (entries, replies): (Vec<Entry>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.entry, j.reply)).unzip();
+    metrics.batch_size.observe(entries.len() as f64);
+    let started = Instant::now();
+    let results = sink.write(&entries).await;
+    metrics
+        .write_duration
+        .observe(started.elapsed().as_secs_f64());
     debug_assert_eq!(
         results.len(),
-        jobs.len(),
+        entries.len(),
         "{} broke the Sink contract",
         sink.name()
     );
+    let mut failed = false;
     let mut results = results.into_iter();
-    for job in jobs {
+    for reply in replies {
         let result = results.next().unwrap_or_else(|| {
             Err(SinkError {
                 sink: sink.name(),
                 message: "no result for this record".into(),
             })
         });
+        match &result {
+            Err(_) => failed = true,
+            Ok(Written::Rejected(_)) => {
+                metrics.row_rejected.inc();
+            }
+            Ok(_) => {}
+        }
         // The request may have timed out and gone; its record is stored all the same.
-        let _ = job.reply.send(result);
+        let _ = reply.send(result);
+    }
+    if failed {
+        metrics.batch_failed.inc();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Delivery;
-    use crate::event::{Landing, PartitionTime, classify};
+    use crate::event::testing::record;
     use async_trait::async_trait;
     use std::sync::Mutex;
 
@@ -131,31 +156,16 @@ mod tests {
         fn name(&self) -> &'static str {
             "counting"
         }
-        async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
+        fn layer(&self) -> super::super::Layer {
+            super::super::Layer::Landing
+        }
+        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
             self.0.lock().unwrap().push(batch.len());
             batch.iter().map(|_| Ok(Written::Created)).collect()
         }
         async fn check(&self) -> Result<(), SinkError> {
             Ok(())
         }
-    }
-
-    fn record(id: usize) -> Arc<Record> {
-        let delivery = Delivery {
-            message_id: id.to_string(),
-            publish_time: chrono::Utc::now(),
-            subscription: None,
-            attributes: Default::default(),
-            ordering_key: None,
-            delivery_attempt: None,
-            data: bytes::Bytes::from_static(b"{}"),
-        };
-        let landing = Landing {
-            base_uri: Some("file:///x".into()),
-            prefix: "p".into(),
-            partition: PartitionTime::Publish,
-        };
-        classify(&delivery, chrono::Utc::now(), &landing)
     }
 
     #[tokio::test(start_paused = true)]
@@ -165,11 +175,16 @@ mod tests {
             max_events: 4,
             linger: Duration::from_millis(5),
         };
-        let (queue, worker) = GroupCommit::spawn(sink.clone(), config);
+        let metrics = SinkMetrics::detached();
+        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, metrics.clone());
         let submissions: Vec<_> = (0..10)
             .map(|i| {
                 let queue = queue.clone();
-                tokio::spawn(async move { queue.submit(record(i)).await })
+                let entry = Entry {
+                    record: record(&i.to_string(), b"{}"),
+                    landed_before: None,
+                };
+                tokio::spawn(async move { queue.submit(entry).await })
             })
             .collect();
         for s in submissions {
@@ -178,5 +193,6 @@ mod tests {
         drop(queue);
         worker.await.unwrap();
         assert_eq!(*sink.0.lock().unwrap(), vec![4, 4, 2]);
+        assert_eq!(metrics.batch_failed.get(), 0);
     }
 }

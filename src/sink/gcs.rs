@@ -5,7 +5,6 @@
 //! replace a landed object. Uploads are forced to be single-shot (multipart): that is the
 //! upload type on which the emulator enforces the precondition too.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,11 +15,18 @@ use google_cloud_storage::client::Storage;
 use google_cloud_storage::retry_policy::RetryableErrors;
 
 use super::readiness::CachedCheck;
-use super::{Sink, SinkError, Written};
-use crate::config::GcsTarget;
+use super::{Entry, Layer, Sink, SinkError, Written};
 use crate::event::Record;
 
 const NAME: &str = "gcs";
+
+/// The bucket of the landing layer.
+#[derive(Debug, Clone)]
+pub struct GcsTarget {
+    pub bucket: String,
+    /// An emulator's URL (`STORAGE_EMULATOR_HOST`); anonymous credentials then.
+    pub emulator: Option<String>,
+}
 /// Uploads in flight at once within one batch.
 const UPLOADS_PER_BATCH: usize = 64;
 
@@ -131,8 +137,12 @@ impl Sink for GcsLanding {
         NAME
     }
 
-    async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
-        let uploads: Vec<_> = batch.iter().map(|record| self.upload(record)).collect();
+    fn layer(&self) -> Layer {
+        Layer::Landing
+    }
+
+    async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+        let uploads: Vec<_> = batch.iter().map(|e| self.upload(&e.record)).collect();
         futures::stream::iter(uploads)
             .buffered(UPLOADS_PER_BATCH)
             .collect()

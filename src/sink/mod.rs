@@ -1,10 +1,15 @@
 //! Where records go. Every backend implements [`Sink`], which takes a whole batch so each can
 //! amortise its durable step (one fsync, one SQLite commit, one insertAll call) over many
-//! events; [`batch::GroupCommit`] builds those batches from concurrent requests and
-//! [`Sinks`] fans each record out to every configured sink.
+//! events; [`batch::GroupCommit`] builds those batches from concurrent requests and [`Sinks`]
+//! sends each record to every configured sink.
 //!
 //! Landing layer: [`local::LocalLanding`] (a folder) or [`gcs::GcsLanding`].
 //! Raw layer: [`sqlite::SqliteWarehouse`] or [`bigquery::BigQueryWarehouse`].
+//!
+//! The landing layer is written first when a warehouse needs to know whether a record is a
+//! redelivery ([`Sink::needs_landing_verdict`]): an object that already existed is the
+//! perfect record of "this message landed before", and a warehouse row is only ever written
+//! after its object exists.
 
 pub mod batch;
 pub mod bigquery;
@@ -13,13 +18,24 @@ pub mod local;
 pub mod readiness;
 pub mod sqlite;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::event::Record;
 use batch::GroupCommit;
+
+/// The embedded sinks: a landing folder and a SQLite warehouse under one data folder.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Absolute: rows record the landing folder's path.
+    pub data_dir: PathBuf,
+    /// How long a write waits for a locked database before failing (then 503).
+    pub sqlite_busy_timeout: Duration,
+}
 
 /// What a sink did with one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +44,8 @@ pub enum Written {
     Created,
     /// Was already there (a redelivery): nothing was written.
     AlreadyPresent,
-    /// Stored, by a backend that cannot tell whether it already had it (BigQuery's insertId
-    /// dedup): says nothing about whether the message is a redelivery.
+    /// Stored, by a backend that cannot tell whether it already had it (BigQuery without a
+    /// landing layer): says nothing about whether the message is a redelivery.
     Accepted,
     /// The backend refused the record for its content; retrying cannot help.
     Rejected(String),
@@ -54,14 +70,39 @@ impl SinkError {
     }
 }
 
+/// Which layer a sink belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Landing,
+    Warehouse,
+}
+
+/// A record as a sink receives it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub record: Arc<Record>,
+    /// What the landing layer said before this warehouse write: `Some(true)` when the object
+    /// already existed (a redelivery), `None` when there is no landing layer or the sink did
+    /// not ask ([`Sink::needs_landing_verdict`]).
+    pub landed_before: Option<bool>,
+}
+
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Short name for logs and `/readyz` (`landing`, `warehouse`, `gcs`, `bigquery`).
+    /// Short name for logs, metrics and `/readyz` (`landing`, `warehouse`, `gcs`, `bigquery`).
     fn name(&self) -> &'static str;
 
-    /// Stores a batch. Returns exactly one result per record, in order; returning only when
+    fn layer(&self) -> Layer;
+
+    /// A warehouse that cannot refuse a second row by itself waits for the landing layer's
+    /// verdict on each record and is given it in [`Entry::landed_before`].
+    fn needs_landing_verdict(&self) -> bool {
+        false
+    }
+
+    /// Stores a batch. Returns exactly one result per entry, in order; returning only when
     /// every `Ok` is durable.
-    async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>>;
+    async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>>;
 
     /// Whether the sink can take writes now (for `/readyz`).
     async fn check(&self) -> Result<(), SinkError>;
@@ -101,47 +142,93 @@ pub enum Landed {
     Rejected(String),
 }
 
+/// A sink behind its group-commit queue.
+#[derive(Clone)]
+struct Queue {
+    sink: Arc<dyn Sink>,
+    commit: GroupCommit,
+}
+
 /// Every configured sink, each behind its own group-commit queue.
 #[derive(Clone)]
 pub struct Sinks {
-    queues: Arc<Vec<GroupCommit>>,
-    sinks: Arc<Vec<Arc<dyn Sink>>>,
+    /// Written at once: the landing layer and the warehouses that refuse duplicates themselves.
+    first: Arc<Vec<Queue>>,
+    /// Written after `first`, told whether the landing layer already had the record.
+    after_landing: Arc<Vec<Queue>>,
+    has_landing: bool,
 }
 
 impl Sinks {
-    pub fn new(queues: Vec<GroupCommit>, sinks: Vec<Arc<dyn Sink>>) -> Self {
+    pub fn new(queues: Vec<(Arc<dyn Sink>, GroupCommit)>) -> Self {
+        let has_landing = queues.iter().any(|(s, _)| s.layer() == Layer::Landing);
+        let (after_landing, first): (Vec<Queue>, Vec<Queue>) = queues
+            .into_iter()
+            .map(|(sink, commit)| Queue { sink, commit })
+            .partition(|q| q.sink.needs_landing_verdict());
         Self {
-            queues: Arc::new(queues),
-            sinks: Arc::new(sinks),
+            first: Arc::new(first),
+            after_landing: Arc::new(after_landing),
+            has_landing,
         }
     }
 
-    /// Writes to all sinks concurrently; `Err` unless every one of them has the record.
+    /// `Err` unless every sink has the record. A warehouse that waits for the landing layer
+    /// is not written at all when the landing layer failed: the redelivery will be told the
+    /// truth about the object, and so the row is never written twice.
     pub async fn land(&self, record: Arc<Record>) -> Result<Landed, SinkError> {
-        let results = join_all(self.queues.iter().map(|q| q.submit(record.clone()))).await;
-        let (mut created, mut present, mut rejected) = (false, false, None);
-        for result in results {
-            match result? {
-                Written::Created => created = true,
-                Written::AlreadyPresent => present = true,
-                Written::Accepted => {}
-                Written::Rejected(reason) => rejected = rejected.or(Some(reason)),
+        let entry = |landed_before| Entry {
+            record: record.clone(),
+            landed_before,
+        };
+        let first = join_all(self.first.iter().map(|q| q.commit.submit(entry(None)))).await;
+        let mut landed_before = false;
+        let mut written = Vec::with_capacity(first.len() + self.after_landing.len());
+        for (queue, result) in self.first.iter().zip(first) {
+            let result = result?;
+            if queue.sink.layer() == Layer::Landing && result == Written::AlreadyPresent {
+                landed_before = true;
             }
+            written.push(result);
         }
-        Ok(match rejected {
-            Some(reason) => Landed::Rejected(reason),
-            None if present && !created => Landed::Duplicate,
-            None => Landed::Stored,
-        })
-    }
-
-    /// Readiness of every sink, by name.
-    pub async fn check(&self) -> Vec<(&'static str, Result<(), SinkError>)> {
-        join_all(
-            self.sinks
+        let verdict = self.has_landing.then_some(landed_before);
+        for result in join_all(
+            self.after_landing
                 .iter()
-                .map(|s| async { (s.name(), s.check().await) }),
+                .map(|q| q.commit.submit(entry(verdict))),
         )
         .await
+        {
+            written.push(result?);
+        }
+        Ok(combine(written))
+    }
+
+    /// Readiness of every sink, by name, in the order they were configured.
+    pub async fn check(&self) -> Vec<(&'static str, Result<(), SinkError>)> {
+        join_all(
+            self.first
+                .iter()
+                .chain(self.after_landing.iter())
+                .map(|q| async { (q.sink.name(), q.sink.check().await) }),
+        )
+        .await
+    }
+}
+
+fn combine(written: Vec<Written>) -> Landed {
+    let (mut created, mut present, mut rejected) = (false, false, None);
+    for w in written {
+        match w {
+            Written::Created => created = true,
+            Written::AlreadyPresent => present = true,
+            Written::Accepted => {}
+            Written::Rejected(reason) => rejected = rejected.or(Some(reason)),
+        }
+    }
+    match rejected {
+        Some(reason) => Landed::Rejected(reason),
+        None if present && !created => Landed::Duplicate,
+        None => Landed::Stored,
     }
 }

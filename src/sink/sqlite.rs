@@ -2,33 +2,37 @@
 //!
 //! One connection, one transaction per batch, `synchronous=FULL` so a commit is on disk before
 //! any request in it is acknowledged. `message_id` is UNIQUE and inserts skip conflicts, so a
-//! redelivery finds its row and writes nothing.
+//! redelivery finds its row and writes nothing. At open, the tables follow the catalog: new
+//! tables are created and new columns added; a difference that cannot be made in place stops
+//! the start, naming the column.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use async_trait::async_trait;
-use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, Transaction};
 
-use super::{Sink, SinkError, Written, on_blocking_thread};
+use super::{Entry, Layer, Sink, SinkError, Written, on_blocking_thread};
 use crate::event::Record;
-use crate::event::validate::{Cell, format_timestamp};
-use crate::schema::{TABLES, sqlite};
+use crate::schema::cell::{JsonStyle, record_json};
+use crate::schema::sqlite::{self, ExistingColumn};
+use crate::schema::{Catalog, Cell, Column, ColumnType, Table};
+use crate::time::{format_date, format_timestamp};
 
 const NAME: &str = "warehouse";
 
 pub struct SqliteWarehouse {
     // std Mutex: it is only ever held on a blocking thread, never across an await.
     connection: Arc<Mutex<Connection>>,
-    inserts: Arc<HashMap<&'static str, String>>,
+    inserts: Arc<HashMap<String, String>>,
 }
 
 impl SqliteWarehouse {
-    pub fn open(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, busy_timeout: Duration, catalog: &Catalog) -> anyhow::Result<Self> {
         let connection = Connection::open(path)
             .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
         connection
@@ -40,17 +44,64 @@ impl SqliteWarehouse {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .context("failed to set synchronous=FULL")?;
-        for table in TABLES {
-            connection
-                .execute_batch(&sqlite::create_table(table))
-                .with_context(|| format!("failed to create table {}", table.name))?;
-        }
-        let inserts = TABLES.iter().map(|t| (t.name, sqlite::insert(t))).collect();
+        evolve(&connection, catalog)
+            .with_context(|| format!("the tables in {} do not fit the catalog", path.display()))?;
+        let inserts = catalog
+            .tables()
+            .map(|t| (t.name.clone(), sqlite::insert(t)))
+            .collect();
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             inserts: Arc::new(inserts),
         })
     }
+}
+
+/// Creates missing tables, adds missing columns, and refuses what cannot change in place.
+fn evolve(connection: &Connection, catalog: &Catalog) -> anyhow::Result<()> {
+    let mut conflicts = Vec::new();
+    let mut additions = Vec::new();
+    for table in catalog.tables() {
+        let existing = existing_columns(connection, &table.name)?;
+        if existing.is_empty() {
+            additions.push(sqlite::create_table(table));
+            continue;
+        }
+        let evolution = sqlite::evolve(table, &existing);
+        if !evolution.added.is_empty() {
+            tracing::info!(table = %table.name, columns = ?evolution.added, "adding columns to the embedded warehouse");
+        }
+        conflicts.extend(evolution.conflicts);
+        additions.extend(evolution.additions);
+    }
+    if !conflicts.is_empty() {
+        bail!("{}", conflicts.join("; "));
+    }
+    let tx = connection
+        .unchecked_transaction()
+        .context("failed to begin the schema change")?;
+    for statement in &additions {
+        tx.execute_batch(statement)
+            .with_context(|| format!("failed to run {statement}"))?;
+    }
+    tx.commit().context("failed to commit the schema change")
+}
+
+fn existing_columns(connection: &Connection, table: &str) -> anyhow::Result<Vec<ExistingColumn>> {
+    let mut statement = connection
+        .prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")
+        .context("failed to read the table list")?;
+    let rows = statement
+        .query_map([table], |row| {
+            Ok(ExistingColumn {
+                name: row.get(0)?,
+                declared_type: row.get(1)?,
+                not_null: row.get(2)?,
+            })
+        })
+        .with_context(|| format!("failed to read the columns of {table}"))?;
+    rows.collect::<Result<_, _>>()
+        .with_context(|| format!("failed to read the columns of {table}"))
 }
 
 #[async_trait]
@@ -59,13 +110,17 @@ impl Sink for SqliteWarehouse {
         NAME
     }
 
-    async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
+    fn layer(&self) -> Layer {
+        Layer::Warehouse
+    }
+
+    async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
         let connection = self.connection.clone();
         let inserts = self.inserts.clone();
-        let batch = batch.to_vec();
-        on_blocking_thread(NAME, batch.len(), move || {
+        let records: Vec<Arc<Record>> = batch.iter().map(|e| e.record.clone()).collect();
+        on_blocking_thread(NAME, records.len(), move || {
             let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-            insert_batch(&mut connection, &inserts, &batch)
+            insert_batch(&mut connection, &inserts, &records)
         })
         .await
     }
@@ -88,7 +143,7 @@ impl Sink for SqliteWarehouse {
 
 fn insert_batch(
     connection: &mut Connection,
-    inserts: &HashMap<&'static str, String>,
+    inserts: &HashMap<String, String>,
     batch: &[Arc<Record>],
 ) -> anyhow::Result<Vec<Result<Written, SinkError>>> {
     let tx = connection
@@ -97,18 +152,18 @@ fn insert_batch(
     let results = batch
         .iter()
         .map(|record| {
-            insert(&tx, &inserts[record.table.name], record).map_err(|e| SinkError::new(NAME, &e))
+            insert(&tx, &inserts[&record.table.name], record).map_err(|e| SinkError::new(NAME, &e))
         })
         .collect();
     tx.commit().context("failed to commit the batch")?;
     Ok(results)
 }
 
-fn insert(tx: &rusqlite::Transaction, sql: &str, record: &Record) -> anyhow::Result<Written> {
+fn insert(tx: &Transaction, sql: &str, record: &Record) -> anyhow::Result<Written> {
     let mut statement = tx
         .prepare_cached(sql)
         .with_context(|| format!("failed to prepare the insert into {}", record.table.name))?;
-    let values = record.row.iter().map(|(_, cell)| sql_value(cell));
+    let values = row_values(&record.table, &record.row);
     let changed = statement
         .execute(rusqlite::params_from_iter(values))
         .with_context(|| format!("failed to insert message {}", record.message_id))?;
@@ -119,13 +174,32 @@ fn insert(tx: &rusqlite::Transaction, sql: &str, record: &Record) -> anyhow::Res
     })
 }
 
-fn sql_value(cell: &Cell) -> SqlValue {
+/// The row's values in column order, which is the order [`sqlite::insert`] binds them in.
+fn row_values<'a>(table: &'a Table, row: &'a [Cell]) -> impl Iterator<Item = SqlValue> + 'a {
+    table
+        .columns()
+        .zip(row)
+        .map(|(column, cell)| sql_value(column, cell))
+}
+
+fn sql_value(column: &Column, cell: &Cell) -> SqlValue {
     match cell {
         Cell::Null => SqlValue::Null,
-        Cell::Text(s) | Cell::Json(s) => SqlValue::Text(s.clone()),
+        Cell::String(s) | Cell::Json(s) => SqlValue::Text(s.clone()),
         Cell::Int(i) => SqlValue::Integer(*i),
+        Cell::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Cell::Float(f) => SqlValue::Real(*f),
         Cell::Numeric(n) => n.as_f64().map_or(SqlValue::Null, SqlValue::Real),
         Cell::Timestamp(t) => SqlValue::Text(format_timestamp(t)),
-        Cell::Nested(v) => SqlValue::Text(v.to_string()),
+        Cell::Date(d) => SqlValue::Text(format_date(d)),
+        Cell::Record(cells) => match &column.ty {
+            ColumnType::Record(columns) => {
+                SqlValue::Text(record_json(columns, cells, JsonStyle::Document).to_string())
+            }
+            _ => SqlValue::Null,
+        },
+        Cell::Repeated(_) => {
+            SqlValue::Text(cell.to_json(&column.ty, JsonStyle::Document).to_string())
+        }
     }
 }

@@ -110,10 +110,12 @@ async fn every_kind_of_bad_token_is_refused_with_the_right_status() {
     unknown_kid.kid = Some("k9".into());
     let evil_claims =
         claims_with(json!({"email": "attacker@evil-project.iam.gserviceaccount.com"}));
+    // The first character, not the last: the last one's low bits are padding, and changing
+    // them can make the base64 non-canonical instead of the signature wrong.
     let flipped = {
         let mut signature = parts[2].to_string();
-        let last = if signature.ends_with('A') { "B" } else { "A" };
-        signature.replace_range(signature.len() - 1.., last);
+        let first = if signature.starts_with('A') { "B" } else { "A" };
+        signature.replace_range(..1, first);
         signature
     };
 

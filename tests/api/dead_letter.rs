@@ -43,32 +43,32 @@ async fn every_class_of_poison_gets_a_reason_that_names_the_field_and_rule() {
         (br#"{"order_id": "x"}"#.to_vec(), "event_type: is required"),
         (
             br#"{"event_type": "refund"}"#.to_vec(),
-            "event_type: unknown value \"refund\", expected one of order, inventory, user_activity",
+            "event_type: unknown value \"refund\", expected one of inventory, order, user_activity",
         ),
         (without("customer_id"), "order.customer_id: is required"),
         (
             with("/status", json!("lost")),
-            "order.status: must be one of pending, processing, shipped, delivered",
+            r#"order.status: "lost" is not one of "pending", "processing", "shipped", "delivered""#,
         ),
         (
             with("/items/1/quantity", json!(-1)),
-            "order.items[1].quantity: must be an integer greater than or equal to 0",
+            "order.items[1].quantity: -1 is less than the minimum of 0",
         ),
         (
             with("/items/0/price", json!("12.50")),
-            "order.items[0].price: must be a number",
+            r#"order.items[0].price: "12.50" is not of type "number""#,
         ),
         (
             with("/order_date", json!("25/11/2026")),
-            "order.order_date: must be an RFC 3339 timestamp",
+            r#"order.order_date: "25/11/2026" is not a "date-time""#,
         ),
         (
             with("/shipping_address", json!("Bergen")),
-            "order.shipping_address: must be an object",
+            r#"order.shipping_address: "Bergen" is not of type "object""#,
         ),
         (
             with("/order_id", json!("")),
-            "order.order_id: must be a non-empty string",
+            r#"order.order_id: "" is shorter than 1 character"#,
         ),
     ];
     for (data, expected) in cases {
@@ -90,7 +90,7 @@ async fn a_dead_letter_file_keeps_the_original_data_and_the_reason() {
     assert_eq!(ack["event_type"], "order");
     assert_eq!(app.landed_objects(), vec![object.to_string()]);
     let file: Value = serde_json::from_slice(&app.read_object(object)).unwrap();
-    let reason = "order.items[1].quantity: must be an integer greater than or equal to 0";
+    let reason = "order.items[1].quantity: -1 is less than the minimum of 0";
     assert_eq!(file["reason"], reason);
     assert_eq!(file["message_id"], "1000004");
     assert_eq!(file["event_type"], "order");

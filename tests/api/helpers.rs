@@ -38,7 +38,7 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
     argv.extend(extra.iter().map(|s| s.to_string()));
     Cli::try_parse_from(argv)
         .expect("test arguments parse")
-        .settings
+        .serve
         .resolve()
         .expect("test configuration is valid")
 }
@@ -74,7 +74,7 @@ fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            landfall::telemetry::init(landfall::telemetry::LogFormat::Text);
+            landfall::telemetry::init(landfall::telemetry::LogFormat::Text, None);
         }
     });
 }
@@ -238,4 +238,40 @@ pub async fn json_body(response: Response, path: &str, expected_status: u16) -> 
     let method = if path == "/push" { "post" } else { "get" };
     assert_matches_openapi(path, method, status, &body);
     body
+}
+
+/// A wrapped envelope whose message carries these attributes.
+pub fn envelope_with_attributes(message_id: &str, data: &[u8], attributes: Value) -> Value {
+    let mut envelope = envelope(message_id, data);
+    envelope["message"]["attributes"] = attributes;
+    envelope
+}
+
+/// One of the shipped catalog's files (`schemas/NAME.json`), to copy or change.
+pub fn shipped_schema(name: &str) -> Value {
+    let path = format!("{}/schemas/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The test catalog's files (`tests/fixtures/catalog/NAME.json`).
+pub fn catalog_fixture(name: &str) -> Value {
+    serde_json::from_slice(&fixture(&format!("catalog/{name}.json"))).unwrap()
+}
+
+/// A catalog folder holding exactly these files (name → JSON Schema, or raw text).
+pub fn catalog_dir(files: &[(&str, String)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Runs the real binary to completion.
+pub fn landfall(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(args)
+        .env_remove("PORT")
+        .output()
+        .expect("landfall runs")
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod catalog;
 mod dead_letter;
 mod health;
 mod helpers;

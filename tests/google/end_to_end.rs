@@ -32,7 +32,7 @@ fn message(i: usize) -> Expected {
         13 => Some((
             json!({"event_type": "inventory", "inventory_id": format!("I{i}"), "product_id": "P", "warehouse_id": "W",
                    "quantity_change": 500, "reason": "sale", "timestamp": stamp}).to_string().into_bytes(),
-            "inventory.quantity_change: must be an integer from -100 to 100",
+            "inventory.quantity_change: 500 is greater than the maximum of 100",
         )),
         _ => None,
     };

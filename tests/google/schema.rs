@@ -2,6 +2,8 @@
 
 use serde_json::json;
 
+use landfall::schema::{Catalog, CatalogSource};
+
 use crate::emulators::{BigQuery, PROJECT};
 use crate::{SERIAL, apply_schema};
 
@@ -16,14 +18,14 @@ async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
     assert_eq!(
         first,
         format!(
-            "dataset {PROJECT}.raw: created\ntable {PROJECT}.raw.order: created\ntable {PROJECT}.raw.inventory: created\n\
+            "dataset {PROJECT}.raw: created\ntable {PROJECT}.raw.inventory: created\ntable {PROJECT}.raw.order: created\n\
              table {PROJECT}.raw.user_activity: created\ntable {PROJECT}.raw.dead_letter: created\n"
         )
     );
     assert_eq!(
         second,
         format!(
-            "dataset {PROJECT}.raw: exists\ntable {PROJECT}.raw.order: up to date\ntable {PROJECT}.raw.inventory: up to date\n\
+            "dataset {PROJECT}.raw: exists\ntable {PROJECT}.raw.inventory: up to date\ntable {PROJECT}.raw.order: up to date\n\
              table {PROJECT}.raw.user_activity: up to date\ntable {PROJECT}.raw.dead_letter: up to date\n"
         )
     );
@@ -76,8 +78,9 @@ async fn schema_apply_adds_a_missing_column_and_reports_it() {
         .send()
         .await
         .unwrap();
-    let mut old =
-        landfall::schema::bigquery::api_table(PROJECT, "raw", &landfall::schema::INVENTORY);
+    let catalog = Catalog::load(&CatalogSource::Shipped).unwrap();
+    let inventory = &catalog.event_type("inventory").unwrap().table;
+    let mut old = landfall::schema::bigquery::api_table(PROJECT, "raw", inventory);
     old["schema"]["fields"]
         .as_array_mut()
         .unwrap()

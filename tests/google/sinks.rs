@@ -85,7 +85,7 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
         reasons,
         vec![vec![
             json!("1000004"),
-            json!("order.items[1].quantity: must be an integer greater than or equal to 0")
+            json!("order.items[1].quantity: -1 is less than the minimum of 0")
         ]]
     );
     app.stop().await;

@@ -1,120 +1,250 @@
-//! `landfall schema apply`: creates the dataset and tables from the schema definition,
-//! idempotently. A table missing columns gets them added; a difference that cannot be
-//! changed in place (a type, a mode, the partitioning) is reported and left alone.
+//! Bringing the raw layer's tables to the catalog's shape: `landfall schema apply`, and the
+//! same additive changes at every start of `landfall serve`.
+//!
+//! Additive changes are made: new tables, new columns (always NULLABLE, since the rows already
+//! there lack them), REQUIRED relaxed to NULLABLE. Anything else (a type, a partitioning or a
+//! clustering that changed, a column the catalog no longer has) is a conflict: `apply`
+//! changes nothing at all and names each one.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::table::Table as ApiTable;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::client;
-use crate::config::BigQueryTarget;
+use super::BigQueryTarget;
 use crate::schema::bigquery::api_table;
-use crate::schema::{TABLES, Table};
+use crate::schema::{Catalog, Table};
 
-/// Applies every table; returns one line per object saying what was done.
-pub async fn apply(target: &BigQueryTarget) -> anyhow::Result<Vec<String>> {
-    let client = client(target).await?;
-    let mut report = vec![ensure_dataset(&client, target).await?];
-    let mut incompatible = Vec::new();
-    for table in TABLES {
-        let (line, conflicts) = ensure_table(&client, target, table).await?;
-        report.push(line);
-        incompatible.extend(conflicts);
+/// One change to make.
+enum Step {
+    CreateDataset,
+    CreateTable {
+        name: String,
+        resource: Value,
+    },
+    Patch {
+        name: String,
+        resource: Box<ApiTable>,
+        changes: String,
+    },
+}
+
+/// What separates the live dataset from the catalog.
+pub struct Plan {
+    steps: Vec<Step>,
+    /// Per table, what cannot be changed in place.
+    pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Per table, a line saying what is or will be done.
+    report: Vec<String>,
+}
+
+pub async fn plan(
+    client: &Client,
+    target: &BigQueryTarget,
+    catalog: &Catalog,
+) -> anyhow::Result<Plan> {
+    let mut plan = Plan {
+        steps: Vec::new(),
+        conflicts: BTreeMap::new(),
+        report: Vec::new(),
+    };
+    let dataset = format!("dataset {}.{}", target.project, target.dataset);
+    let exists = match client.dataset().get(&target.project, &target.dataset).await {
+        Ok(_) => true,
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => return Err(e).with_context(|| format!("failed to read {dataset}")),
+    };
+    if !exists {
+        plan.steps.push(Step::CreateDataset);
+        plan.report.push(format!("{dataset}: created"));
+    } else {
+        plan.report.push(format!("{dataset}: exists"));
     }
-    if !incompatible.is_empty() {
+    for table in catalog.tables() {
+        plan_table(client, target, table, exists, &mut plan).await?;
+    }
+    Ok(plan)
+}
+
+async fn plan_table(
+    client: &Client,
+    target: &BigQueryTarget,
+    table: &Table,
+    dataset_exists: bool,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
+    let name = format!("table {}.{}.{}", target.project, target.dataset, table.name);
+    let desired = api_table(&target.project, &target.dataset, table);
+    let existing = if dataset_exists {
+        match client
+            .table()
+            .get(&target.project, &target.dataset, &table.name, None)
+            .await
+        {
+            Ok(existing) => Some(existing),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e).with_context(|| format!("failed to read {name}")),
+        }
+    } else {
+        None
+    };
+    let Some(existing) = existing else {
+        plan.steps.push(Step::CreateTable {
+            name: table.name.clone(),
+            resource: desired,
+        });
+        plan.report.push(format!("{name}: created"));
+        return Ok(());
+    };
+    let current = serde_json::to_value(&existing).context("a table resource serialises")?;
+    let diff = compare(&desired, &current);
+    if !diff.conflicts.is_empty() {
+        plan.report.push(format!("{name}: differs"));
+        plan.conflicts.insert(
+            table.name.clone(),
+            diff.conflicts
+                .iter()
+                .map(|c| format!("{name}: {c}"))
+                .collect(),
+        );
+        return Ok(());
+    }
+    let changes = diff.changes();
+    if changes.is_empty() {
+        plan.report.push(format!("{name}: up to date"));
+        return Ok(());
+    }
+    let mut resource = existing;
+    resource.schema = serde_json::from_value(json!({"fields": diff.merged}))
+        .context("the merged schema is valid")?;
+    plan.report.push(format!("{name}: {changes}"));
+    plan.steps.push(Step::Patch {
+        name: table.name.clone(),
+        resource: Box::new(resource),
+        changes,
+    });
+    Ok(())
+}
+
+impl Plan {
+    /// Tables that the plan leaves behind the catalog, with why (for readiness and for 503s).
+    pub fn conflicts_by_table(&self) -> BTreeMap<String, String> {
+        self.conflicts
+            .iter()
+            .map(|(table, lines)| (table.clone(), lines.join("; ")))
+            .collect()
+    }
+
+    pub fn has_dataset(&self) -> bool {
+        !self.steps.iter().any(|s| matches!(s, Step::CreateDataset))
+    }
+
+    /// Makes every step; returns what was done, one line per object.
+    pub async fn execute(
+        self,
+        client: &Client,
+        target: &BigQueryTarget,
+    ) -> anyhow::Result<Vec<String>> {
+        for step in &self.steps {
+            match step {
+                Step::CreateDataset => {
+                    let mut dataset = Dataset::new(&target.project, &target.dataset);
+                    if let Some(location) = &target.location {
+                        dataset = dataset.location(location);
+                    }
+                    client
+                        .dataset()
+                        .create(dataset)
+                        .await
+                        .with_context(|| format!("failed to create dataset {}", target.dataset))?;
+                }
+                Step::CreateTable { name, resource } => {
+                    let table: ApiTable = serde_json::from_value(resource.clone())
+                        .context("the schema is a valid table")?;
+                    client
+                        .table()
+                        .create(table)
+                        .await
+                        .with_context(|| format!("failed to create table {name}"))?;
+                }
+                Step::Patch {
+                    name,
+                    resource,
+                    changes,
+                } => {
+                    client
+                        .table()
+                        .patch(&target.project, &target.dataset, name, (**resource).clone())
+                        .await
+                        .with_context(|| format!("failed to change table {name} ({changes})"))?;
+                }
+            }
+        }
+        Ok(self.report)
+    }
+
+    /// The same plan without the tables in conflict (what `serve` may still do).
+    pub fn without_conflicts(mut self) -> Self {
+        let conflicts = &self.conflicts;
+        self.steps.retain(|step| match step {
+            Step::CreateDataset => true,
+            Step::CreateTable { name, .. } | Step::Patch { name, .. } => {
+                !conflicts.contains_key(name)
+            }
+        });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// `landfall schema apply`: everything or nothing. Returns one line per object.
+pub async fn apply(target: &BigQueryTarget, catalog: &Catalog) -> anyhow::Result<Vec<String>> {
+    let client = super::client(target).await?;
+    let plan = plan(&client, target, catalog).await?;
+    if !plan.conflicts.is_empty() {
+        let conflicts: Vec<String> = plan.conflicts.values().flatten().cloned().collect();
         bail!(
-            "{}\nincompatible differences (not changed; fix them by hand or recreate the table):\n  {}",
-            report.join("\n"),
-            incompatible.join("\n  ")
+            "{}\nincompatible differences (nothing was changed; fix them by hand or recreate the table):\n  {}",
+            plan.report.join("\n"),
+            conflicts.join("\n  ")
         );
     }
-    Ok(report)
+    plan.execute(&client, target).await
 }
 
 fn is_not_found(error: &BQError) -> bool {
     matches!(error, BQError::ResponseError { error } if error.error.code == 404)
 }
 
-async fn ensure_dataset(client: &Client, target: &BigQueryTarget) -> anyhow::Result<String> {
-    let name = format!("dataset {}.{}", target.project, target.dataset);
-    match client.dataset().get(&target.project, &target.dataset).await {
-        Ok(_) => Ok(format!("{name}: exists")),
-        Err(e) if is_not_found(&e) => {
-            client
-                .dataset()
-                .create(Dataset::new(&target.project, &target.dataset))
-                .await
-                .with_context(|| format!("failed to create {name}"))?;
-            Ok(format!("{name}: created"))
-        }
-        Err(e) => Err(e).with_context(|| format!("failed to read {name}")),
-    }
-}
-
-async fn ensure_table(
-    client: &Client,
-    target: &BigQueryTarget,
-    table: &Table,
-) -> anyhow::Result<(String, Vec<String>)> {
-    let name = format!("table {}.{}.{}", target.project, target.dataset, table.name);
-    let desired = api_table(&target.project, &target.dataset, table);
-    let existing = match client
-        .table()
-        .get(&target.project, &target.dataset, table.name, None)
-        .await
-    {
-        Ok(existing) => existing,
-        Err(e) if is_not_found(&e) => {
-            let new: ApiTable =
-                serde_json::from_value(desired).context("schema is a valid table")?;
-            client
-                .table()
-                .create(new)
-                .await
-                .with_context(|| format!("failed to create {name}"))?;
-            return Ok((format!("{name}: created"), Vec::new()));
-        }
-        Err(e) => return Err(e).with_context(|| format!("failed to read {name}")),
-    };
-    let current = serde_json::to_value(&existing).context("table resource serialises")?;
-    let diff = compare(&desired, &current);
-    let conflicts: Vec<String> = diff
-        .conflicts
-        .iter()
-        .map(|c| format!("{name}: {c}"))
-        .collect();
-    if diff.added.is_empty() {
-        let state = if conflicts.is_empty() {
-            "up to date"
-        } else {
-            "differs"
-        };
-        return Ok((format!("{name}: {state}"), conflicts));
-    }
-    let mut patched = existing;
-    patched.schema = serde_json::from_value(serde_json::json!({"fields": diff.merged}))
-        .context("merged schema is valid")?;
-    client
-        .table()
-        .patch(&target.project, &target.dataset, table.name, patched)
-        .await
-        .with_context(|| format!("failed to add columns to {name}"))?;
-    Ok((
-        format!("{name}: added columns {}", diff.added.join(", ")),
-        conflicts,
-    ))
-}
-
 /// What separates an existing table from the desired one.
 #[derive(Debug, Default, PartialEq)]
 pub struct Diff {
-    /// Existing fields plus the missing ones, in that order (what a patch would send).
+    /// Existing fields, relaxed where the catalog relaxed them, then the missing ones (what a
+    /// patch would send).
     pub merged: Vec<Value>,
     pub added: Vec<String>,
+    pub relaxed: Vec<String>,
     pub conflicts: Vec<String>,
+}
+
+impl Diff {
+    fn changes(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.added.is_empty() {
+            parts.push(format!("added columns {}", self.added.join(", ")));
+        }
+        if !self.relaxed.is_empty() {
+            parts.push(format!("relaxed to NULLABLE {}", self.relaxed.join(", ")));
+        }
+        parts.join("; ")
+    }
 }
 
 pub fn compare(desired: &Value, current: &Value) -> Diff {
@@ -166,18 +296,27 @@ fn merge_fields(desired: &[Value], current: &[Value], path: &str, diff: &mut Dif
     let mut merged: Vec<Value> = Vec::new();
     for existing in current {
         let name = existing["name"].as_str().unwrap_or("");
+        let path_here = format!("{path}{name}");
         let mut kept = existing.clone();
-        if let Some(wanted) = desired.iter().find(|f| f["name"] == name) {
-            let path = format!("{path}{name}");
-            check_field(wanted, existing, &path, diff);
-            if normalized_type(wanted) == "RECORD" && normalized_type(existing) == "RECORD" {
-                kept["fields"] = Value::Array(merge_fields(
-                    fields(wanted),
-                    fields(existing),
-                    &format!("{path}."),
-                    diff,
-                ));
-            }
+        let Some(wanted) = desired.iter().find(|f| f["name"] == name) else {
+            diff.conflicts.push(format!(
+                "column {path_here} is in the table but not in the catalog (a field cannot be removed)"
+            ));
+            merged.push(kept);
+            continue;
+        };
+        check_field(wanted, existing, &path_here, diff);
+        if mode(existing) == "REQUIRED" && mode(wanted) == "NULLABLE" {
+            kept["mode"] = "NULLABLE".into();
+            diff.relaxed.push(path_here.clone());
+        }
+        if normalized_type(wanted) == "RECORD" && normalized_type(existing) == "RECORD" {
+            kept["fields"] = Value::Array(merge_fields(
+                fields(wanted),
+                fields(existing),
+                &format!("{path_here}."),
+                diff,
+            ));
         }
         merged.push(kept);
     }
@@ -204,9 +343,7 @@ fn check_field(wanted: &Value, existing: &Value, path: &str, diff: &mut Diff) {
         ));
     }
     let (want_mode, have_mode) = (mode(wanted), mode(existing));
-    let repeated_mismatch = (want_mode == "REPEATED") != (have_mode == "REPEATED");
-    let stricter = have_mode == "REQUIRED" && want_mode != "REQUIRED";
-    if repeated_mismatch || stricter {
+    if (want_mode == "REPEATED") != (have_mode == "REPEATED") {
         diff.conflicts.push(format!(
             "column {path} is {have_mode}, expected {want_mode}"
         ));
@@ -216,22 +353,24 @@ fn check_field(wanted: &Value, existing: &Value, path: &str, diff: &mut Diff) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{INVENTORY, ORDER};
-    use serde_json::json;
+    use crate::schema::CatalogSource;
+
+    fn desired(event_type: &str) -> Value {
+        let catalog = Catalog::load(&CatalogSource::Shipped).unwrap();
+        api_table("p", "raw", &catalog.event_type(event_type).unwrap().table)
+    }
 
     #[test]
     fn an_identical_table_needs_nothing() {
-        let desired = api_table("p", "raw", &ORDER);
+        let desired = desired("order");
         let diff = compare(&desired, &desired);
-        assert!(
-            diff.added.is_empty() && diff.conflicts.is_empty(),
-            "{diff:?}"
-        );
+        assert_eq!(diff.changes(), "");
+        assert!(diff.conflicts.is_empty(), "{diff:?}");
     }
 
     #[test]
     fn missing_columns_are_added_nullable_nested_ones_included() {
-        let desired = api_table("p", "raw", &ORDER);
+        let desired = desired("order");
         let mut current = desired.clone();
         let fields = current["schema"]["fields"].as_array_mut().unwrap();
         fields.retain(|f| f["name"] != "raw");
@@ -249,8 +388,24 @@ mod tests {
     }
 
     #[test]
-    fn type_mode_and_partition_differences_are_conflicts_not_fixes() {
-        let desired = api_table("p", "raw", &INVENTORY);
+    fn a_field_no_longer_required_is_relaxed() {
+        let mut desired = desired("inventory");
+        let current = desired.clone();
+        let reason = desired["schema"]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|f| f["name"] == "reason")
+            .unwrap();
+        reason["mode"] = json!("NULLABLE");
+        let diff = compare(&desired, &current);
+        assert_eq!(diff.changes(), "relaxed to NULLABLE reason");
+        assert!(diff.conflicts.is_empty());
+    }
+
+    #[test]
+    fn type_mode_partition_and_removal_differences_are_conflicts_not_fixes() {
+        let desired = desired("inventory");
         let mut current = desired.clone();
         current["timePartitioning"] = json!({"type": "DAY"});
         let fields = current["schema"]["fields"].as_array_mut().unwrap();
@@ -263,14 +418,16 @@ mod tests {
             .iter_mut()
             .find(|f| f["name"] == "subscription")
             .unwrap();
-        subscription["mode"] = json!("REQUIRED");
+        subscription["mode"] = json!("REPEATED");
+        fields.push(json!({"name": "legacy", "type": "STRING", "mode": "NULLABLE"}));
         let diff = compare(&desired, &current);
         assert!(diff.added.is_empty());
         assert_eq!(
             diff.conflicts,
             vec![
                 "column quantity_change is STRING, expected INT64",
-                "column subscription is REQUIRED, expected NULLABLE",
+                "column subscription is REPEATED, expected NULLABLE",
+                "column legacy is in the table but not in the catalog (a field cannot be removed)",
                 "partitioned by None, expected Some(\"timestamp\")",
             ]
         );
@@ -278,7 +435,7 @@ mod tests {
 
     #[test]
     fn legacy_type_names_are_the_same_types() {
-        let desired = api_table("p", "raw", &INVENTORY);
+        let desired = desired("inventory");
         let mut current = desired.clone();
         for f in current["schema"]["fields"].as_array_mut().unwrap() {
             if f["type"] == "INT64" {

@@ -1,17 +1,27 @@
 //! The raw layer in BigQuery, through `gcp-bigquery-client`: rows grouped by the group-commit
 //! writer into `tabledata.insertAll` calls, one per table per batch, with `insertId` set to the
-//! Pub/Sub message id so a redelivered row is dropped by BigQuery's dedup.
+//! Pub/Sub message id.
+//!
+//! `insertId` only dedups for about a minute, so a message redelivered later (a lost ack, a
+//! crash, a subscription sought back) would get a second row. With a landing layer configured
+//! this sink writes after it and is told which records' objects already existed: those are
+//! looked up by message id ([`lookup`], one query per table per batch, pruned to their
+//! partitions) and inserted only when their row is missing. First deliveries pay nothing
+//! extra. A row inserted moments ago may not be visible to that query yet; such a redelivery
+//! is inserted again with the same `insertId`, inside the window where BigQuery drops it.
 //!
 //! Split like Vector's GCP sinks: this file holds the client and the [`Sink`] impl,
 //! [`request`] the row encoding and response mapping, [`retry`] which failures are retried,
-//! [`apply`] the `landfall schema apply` command.
+//! [`lookup`] the replay check, [`apply`] the table changes of `landfall schema apply` (also
+//! made, when additive, at start).
 
 pub mod apply;
+pub mod lookup;
 pub mod request;
 pub mod retry;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,13 +30,28 @@ use gcp_bigquery_client::Client;
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
+use tokio::time::Instant;
 
 use super::readiness::CachedCheck;
-use super::{Sink, SinkError, Written};
-use crate::config::BigQueryTarget;
+use super::{Entry, Layer, Sink, SinkError, Written};
 use crate::event::Record;
+use crate::schema::Catalog;
 
 const NAME: &str = "bigquery";
+/// How often a table behind the catalog is compared again (and fixed when additive).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The dataset of the raw layer.
+#[derive(Debug, Clone)]
+pub struct BigQueryTarget {
+    pub project: String,
+    pub dataset: String,
+    /// Where `schema apply` creates the dataset (e.g. `EU`, `europe-west1`); BigQuery's
+    /// default (US) when unset.
+    pub location: Option<String>,
+    /// Base URL of an emulator's REST API, e.g. `http://127.0.0.1:9050`.
+    pub emulator: Option<String>,
+}
 
 /// An emulator checks no credentials; this hands it a placeholder token.
 #[derive(Clone)]
@@ -55,36 +80,216 @@ pub async fn client(target: &BigQueryTarget) -> anyhow::Result<Client> {
     }
 }
 
+/// Tables whose live shape is behind the catalog, and why; writes to them are refused (503)
+/// rather than risk BigQuery refusing valid rows into the dead letter.
+#[derive(Default)]
+struct SchemaState {
+    behind: BTreeMap<String, String>,
+    last_sync: Option<Instant>,
+}
+
 pub struct BigQueryWarehouse {
     client: Client,
-    project: String,
-    dataset: String,
+    target: BigQueryTarget,
+    catalog: Arc<Catalog>,
     deadline: Duration,
     readiness: CachedCheck,
+    schema: Mutex<SchemaState>,
+    /// One comparison with the live tables at a time.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl BigQueryWarehouse {
-    pub async fn connect(target: &BigQueryTarget, deadline: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
+    /// Builds the client and brings the tables to the catalog's shape where that is additive.
+    /// A failure here does not stop the start: `/readyz` reports it and retries.
+    pub async fn connect(
+        target: &BigQueryTarget,
+        catalog: Arc<Catalog>,
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
+        let warehouse = Self {
             client: client(target).await?,
-            project: target.project.clone(),
-            dataset: target.dataset.clone(),
+            target: target.clone(),
+            catalog,
             deadline,
             readiness: CachedCheck::new(
                 NAME,
-                format!(
-                    "dataset {}.{} is not reachable",
-                    target.project, target.dataset
-                ),
+                format!("dataset {}.{} is not ready", target.project, target.dataset),
             ),
-        })
+            schema: Mutex::new(SchemaState::default()),
+            syncing: tokio::sync::Mutex::new(()),
+        };
+        warehouse.sync().await;
+        Ok(warehouse)
     }
 
-    async fn insert_table(
+    /// Compares the catalog with the live tables, makes the additive changes and records
+    /// which tables are still behind.
+    async fn sync(&self) {
+        let _one_at_a_time = self.syncing.lock().await;
+        let behind = match self.try_sync().await {
+            Ok(behind) => behind,
+            Err(e) => {
+                let why = format!("could not compare with the live tables: {e:#}");
+                self.catalog
+                    .tables()
+                    .map(|t| (t.name.clone(), why.clone()))
+                    .collect()
+            }
+        };
+        if behind.is_empty() {
+            tracing::info!(dataset = %self.target.dataset, "the BigQuery tables match the catalog");
+        } else {
+            tracing::error!(dataset = %self.target.dataset, behind = ?behind, "BigQuery tables are behind the catalog; their events are not acknowledged until they catch up");
+        }
+        let mut state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+        state.behind = behind;
+        state.last_sync = Some(Instant::now());
+    }
+
+    async fn try_sync(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let plan = apply::plan(&self.client, &self.target, &self.catalog).await?;
+        if !plan.has_dataset() {
+            let why = format!(
+                "dataset {}.{} does not exist: run `landfall schema apply`",
+                self.target.project, self.target.dataset
+            );
+            return Ok(self
+                .catalog
+                .tables()
+                .map(|t| (t.name.clone(), why.clone()))
+                .collect());
+        }
+        let behind = plan.conflicts_by_table();
+        let plan = plan.without_conflicts();
+        if !plan.is_empty() {
+            for line in plan.execute(&self.client, &self.target).await? {
+                tracing::info!(change = %line, "BigQuery table brought up to the catalog");
+            }
+        }
+        Ok(behind)
+    }
+
+    /// Re-syncs when a table is behind and the last attempt is old enough.
+    async fn resync_if_due(&self) {
+        let due = {
+            let state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+            !state.behind.is_empty()
+                && state
+                    .last_sync
+                    .is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL)
+        };
+        if due {
+            self.sync().await;
+        }
+    }
+
+    fn behind(&self, table: &str) -> Option<String> {
+        let state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+        state.behind.get(table).cloned()
+    }
+
+    fn mark_behind(&self, table: &str, why: String) {
+        let mut state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+        state.behind.insert(table.to_string(), why);
+        // Compare again at once: the table may just need the column added.
+        state.last_sync = None;
+    }
+
+    async fn write_table(&self, entries: &[&Entry]) -> Vec<Result<Written, SinkError>> {
+        let table = &entries[0].record.table.name;
+        if let Some(why) = self.behind(table) {
+            let error = SinkError {
+                sink: NAME,
+                message: format!("table {table} is behind the catalog: {why}"),
+            };
+            return vec![Err(error); entries.len()];
+        }
+        let replayed = |e: &Entry| e.landed_before == Some(true);
+        let redelivered: Vec<&Arc<Record>> = entries
+            .iter()
+            .filter(|e| replayed(e))
+            .map(|e| &e.record)
+            .collect();
+        // Settled before any insert: redeliveries whose row exists, or whose check failed (they
+        // are answered 503 and come back; a guess could write a second row).
+        let settled: Vec<Option<Result<Written, SinkError>>> = match self.lookup(&redelivered).await
+        {
+            Ok(found) => entries
+                .iter()
+                .map(|e| {
+                    (replayed(e) && found.contains(&e.record.message_id))
+                        .then_some(Ok(Written::AlreadyPresent))
+                })
+                .collect(),
+            Err(error) => entries
+                .iter()
+                .map(|e| replayed(e).then(|| Err(error.clone())))
+                .collect(),
+        };
+        self.insert_unsettled(entries, settled).await
+    }
+
+    async fn insert_unsettled(
         &self,
-        table: &str,
-        records: &[&Arc<Record>],
+        entries: &[&Entry],
+        mut results: Vec<Option<Result<Written, SinkError>>>,
     ) -> Vec<Result<Written, SinkError>> {
+        let to_insert: Vec<usize> = (0..entries.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        // With a landing layer a new row is known to be new; without one, nothing is known.
+        let stored = match entries[0].landed_before {
+            Some(_) => Written::Created,
+            None => Written::Accepted,
+        };
+        let records: Vec<&Arc<Record>> = to_insert.iter().map(|&i| &entries[i].record).collect();
+        let outcomes = self.insert(&records, stored).await;
+        for (&i, outcome) in to_insert.iter().zip(outcomes) {
+            results[i] = Some(outcome);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every entry is settled or inserted"))
+            .collect()
+    }
+
+    /// Which of these redelivered records already have their row.
+    async fn lookup(&self, records: &[&Arc<Record>]) -> Result<HashSet<String>, SinkError> {
+        if records.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let table = &records[0].table;
+        let mut request =
+            lookup::request(&self.target.project, &self.target.dataset, table, records);
+        request.timeout_ms = Some(i32::try_from(self.deadline.as_millis()).unwrap_or(i32::MAX));
+        let query = || {
+            let request = request.clone();
+            async move { self.client.job().query(&self.target.project, request).await }
+        };
+        retry::within(self.deadline, query)
+            .await
+            .and_then(lookup::found)
+            .map_err(|e| {
+                SinkError::new(
+                    NAME,
+                    &e.context(format!(
+                        "looking up redelivered rows in {}.{} failed",
+                        self.target.dataset, table.name
+                    )),
+                )
+            })
+    }
+
+    async fn insert(
+        &self,
+        records: &[&Arc<Record>],
+        stored: Written,
+    ) -> Vec<Result<Written, SinkError>> {
+        let Some(first) = records.first() else {
+            return Vec::new();
+        };
+        let table = first.table.name.as_str();
         let mut results = Vec::with_capacity(records.len());
         for chunk in request::chunks(records) {
             let insert = || {
@@ -92,16 +297,28 @@ impl BigQueryWarehouse {
                 async move {
                     self.client
                         .tabledata()
-                        .insert_all(&self.project, &self.dataset, table, body?)
+                        .insert_all(&self.target.project, &self.target.dataset, table, body?)
                         .await
                 }
             };
             match retry::within(self.deadline, insert).await {
-                Ok(response) => results.extend(request::outcomes(response, chunk.len())),
+                Ok(response) => {
+                    let outcomes = request::outcomes(response, stored.clone(), chunk.len());
+                    if let Some(Err(e)) = outcomes
+                        .iter()
+                        .find(|o| matches!(o, Err(e) if e.message.contains("lacks a column")))
+                    {
+                        self.mark_behind(table, e.message.clone());
+                    }
+                    results.extend(outcomes);
+                }
                 Err(e) => {
                     let error = SinkError::new(
                         NAME,
-                        &e.context(format!("insertAll into {}.{table} failed", self.dataset)),
+                        &e.context(format!(
+                            "insertAll into {}.{table} failed",
+                            self.target.dataset
+                        )),
                     );
                     results.extend(chunk.iter().map(|_| Err(error.clone())));
                 }
@@ -111,12 +328,24 @@ impl BigQueryWarehouse {
     }
 
     async fn probe(&self) -> anyhow::Result<()> {
-        let dataset = self
-            .client
+        self.resync_if_due().await;
+        let behind = self
+            .schema
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .behind
+            .clone();
+        if !behind.is_empty() {
+            let lines: Vec<String> = behind
+                .iter()
+                .map(|(t, why)| format!("{t}: {why}"))
+                .collect();
+            anyhow::bail!("tables behind the catalog: {}", lines.join("; "));
+        }
+        self.client
             .dataset()
-            .get(&self.project, &self.dataset)
+            .get(&self.target.project, &self.target.dataset)
             .await?;
-        drop(dataset);
         Ok(())
     }
 }
@@ -127,17 +356,30 @@ impl Sink for BigQueryWarehouse {
         NAME
     }
 
-    async fn write(&self, batch: &[Arc<Record>]) -> Vec<Result<Written, SinkError>> {
-        let mut by_table: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
-        for (i, record) in batch.iter().enumerate() {
-            by_table.entry(record.table.name).or_default().push(i);
+    fn layer(&self) -> Layer {
+        Layer::Warehouse
+    }
+
+    /// insertAll cannot refuse a second row by itself (its dedup lasts about a minute).
+    fn needs_landing_verdict(&self) -> bool {
+        true
+    }
+
+    async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+        self.resync_if_due().await;
+        let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, entry) in batch.iter().enumerate() {
+            by_table
+                .entry(entry.record.table.name.as_str())
+                .or_default()
+                .push(i);
         }
-        let inserts = by_table.iter().map(|(table, indices)| async move {
-            let records: Vec<&Arc<Record>> = indices.iter().map(|&i| &batch[i]).collect();
-            (indices, self.insert_table(table, &records).await)
+        let writes = by_table.values().map(|indices| async move {
+            let entries: Vec<&Entry> = indices.iter().map(|&i| &batch[i]).collect();
+            (indices, self.write_table(&entries).await)
         });
         let mut results: Vec<Option<Result<Written, SinkError>>> = vec![None; batch.len()];
-        for (indices, outcomes) in futures::future::join_all(inserts).await {
+        for (indices, outcomes) in futures::future::join_all(writes).await {
             for (&i, outcome) in indices.iter().zip(outcomes) {
                 results[i] = Some(outcome);
             }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::NAME;
 use crate::event::Record;
-use crate::event::validate::Cell;
+use crate::schema::cell::JsonStyle;
 use crate::sink::{SinkError, Written};
 
 /// Google advises at most 500 rows per insertAll request.
@@ -41,19 +41,18 @@ pub fn chunks<'a>(records: &'a [&'a Arc<Record>]) -> Vec<&'a [&'a Arc<Record>]> 
     chunks
 }
 
-/// NUMERIC goes as a string so no amount passes through a float on the way in.
-fn json_cell(cell: &Cell) -> Value {
-    match cell {
-        Cell::Numeric(n) => Value::String(n.to_string()),
-        other => other.to_json(),
-    }
-}
-
+/// The row as insertAll's JSON, NUMERIC as strings so no amount passes through a float.
 pub fn row(record: &Record) -> Map<String, Value> {
     record
-        .row
-        .iter()
-        .map(|(name, cell)| (name.to_string(), json_cell(cell)))
+        .table
+        .columns()
+        .zip(&record.row)
+        .map(|(column, cell)| {
+            (
+                column.name.to_string(),
+                cell.to_json(&column.ty, JsonStyle::BigQuery),
+            )
+        })
         .collect()
 }
 
@@ -67,13 +66,17 @@ pub fn insert_request(records: &[&Arc<Record>]) -> Result<TableDataInsertAllRequ
     Ok(request)
 }
 
-/// One outcome per row: refused rows carry BigQuery's reason; every other row is stored
-/// (insertAll cannot say whether an insertId had been seen before).
+/// A row refused because the table lacks one of its columns: the table is behind the catalog,
+/// not the row wrong, so it is retried rather than dead-lettered.
+pub const NO_SUCH_FIELD: &str = "no such field";
+
+/// One outcome per row: refused rows carry BigQuery's reason; every other row is `stored`.
 pub fn outcomes(
     response: TableDataInsertAllResponse,
+    stored: Written,
     rows: usize,
 ) -> Vec<Result<Written, SinkError>> {
-    let mut outcomes: Vec<Result<Written, SinkError>> = vec![Ok(Written::Accepted); rows];
+    let mut outcomes: Vec<Result<Written, SinkError>> = vec![Ok(stored); rows];
     for row_errors in response.insert_errors.unwrap_or_default() {
         let Some(index) = row_errors.index.and_then(|i| usize::try_from(i).ok()) else {
             continue;
@@ -86,11 +89,21 @@ pub fn outcomes(
             && errors
                 .iter()
                 .all(|e| e.reason.as_deref() == Some("stopped"));
+        let unknown_column = errors.iter().find_map(|e| {
+            e.message
+                .as_deref()
+                .filter(|m| m.to_ascii_lowercase().starts_with(NO_SUCH_FIELD))
+        });
         *outcome = if stopped {
             // Not refused itself, only not written: a redelivery will write it.
             Err(SinkError {
                 sink: NAME,
                 message: "row was not inserted because another row failed".into(),
+            })
+        } else if let Some(message) = unknown_column {
+            Err(SinkError {
+                sink: NAME,
+                message: format!("the table lacks a column of the catalog ({message})"),
             })
         } else {
             let reasons: Vec<String> = errors
@@ -110,28 +123,8 @@ pub fn outcomes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Delivery;
-    use crate::event::{Landing, PartitionTime, classify};
-    use bytes::Bytes;
+    use crate::event::testing::record;
     use serde_json::json;
-
-    fn record(id: &str, data: &[u8]) -> Arc<Record> {
-        let delivery = Delivery {
-            message_id: id.into(),
-            publish_time: chrono::Utc::now(),
-            subscription: None,
-            attributes: Default::default(),
-            ordering_key: None,
-            delivery_attempt: None,
-            data: Bytes::copy_from_slice(data),
-        };
-        let landing = Landing {
-            base_uri: Some("gs://b".into()),
-            prefix: "output".into(),
-            partition: PartitionTime::Event,
-        };
-        classify(&delivery, chrono::Utc::now(), &landing)
-    }
 
     #[test]
     fn rows_keep_nested_records_and_send_money_as_strings() {
@@ -160,16 +153,17 @@ mod tests {
     }
 
     #[test]
-    fn insert_errors_become_rejections_and_stopped_rows_retry() {
+    fn insert_errors_become_rejections_and_stopped_or_unknown_column_rows_retry() {
         let response: TableDataInsertAllResponse = serde_json::from_value(json!({
             "insertErrors": [
                 {"index": 1, "errors": [{"reason": "invalid", "location": "total_amount", "message": "Invalid NUMERIC value"}]},
-                {"index": 2, "errors": [{"reason": "stopped", "message": ""}]}
+                {"index": 2, "errors": [{"reason": "stopped", "message": ""}]},
+                {"index": 3, "errors": [{"reason": "invalid", "location": "coupon", "message": "no such field: coupon."}]}
             ]
         }))
         .unwrap();
-        let outcomes = outcomes(response, 3);
-        assert_eq!(outcomes[0], Ok(Written::Accepted));
+        let outcomes = outcomes(response, Written::Created, 4);
+        assert_eq!(outcomes[0], Ok(Written::Created));
         assert_eq!(
             outcomes[1],
             Ok(Written::Rejected(
@@ -177,5 +171,12 @@ mod tests {
             ))
         );
         assert!(outcomes[2].is_err());
+        assert!(
+            outcomes[3]
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("lacks a column")
+        );
     }
 }

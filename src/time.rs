@@ -1,0 +1,56 @@
+//! The one place timestamps and dates are read and written, so that the validator, the
+//! envelope, both warehouses and the landing paths agree on what a valid time is.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
+/// RFC 3339, normalised to UTC. The catalog's `date-time` format check is this very function.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// UTC, with the sub-second precision the value was sent with (and `Z`).
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// RFC 3339 `full-date` (`2026-11-25`). The catalog's `date` format check is this function.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    // chrono alone would also take `2026-1-5`; RFC 3339 wants exactly ten characters.
+    if text.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+pub fn format_date(d: &NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_normalised_to_utc_keeping_their_precision() {
+        let t = parse_timestamp("2026-11-25T09:15:30.250+02:00").unwrap();
+        assert_eq!(format_timestamp(&t), "2026-11-25T07:15:30.250Z");
+        assert!(parse_timestamp("25/11/2026").is_none());
+        assert!(parse_timestamp("2026-11-25").is_none());
+    }
+
+    #[test]
+    fn dates_are_full_dates_only() {
+        let d = parse_date("2026-02-28").unwrap();
+        assert_eq!(format_date(&d), "2026-02-28");
+        for bad in [
+            "2026-2-28",
+            "2026-02-30",
+            "20260228",
+            "2026-02-28T00:00:00Z",
+        ] {
+            assert!(parse_date(bad).is_none(), "{bad}");
+        }
+    }
+}
