@@ -10,7 +10,7 @@
 //!
 //! Modes: `embedded` (the landfall binary, folder + SQLite), `ceiling` (the same server stack
 //! with sinks that store nothing: what HTTP, decoding and validation alone allow), `google`
-//! (fake-gcs-server + local-bigquery, installed by `.ci/emulators.sh`), `baseline` (another
+//! (fake-gcs-server + local-bigquery, installed by `.ci/tools.sh`), `baseline` (another
 //! landfall binary, e.g. an older build, run like `embedded`, or like `google` with
 //! `--baseline-google`). Every measured level gets a fresh server; modes alternate within a
 //! round, so that the machine's drift hits them alike: compare figures of one run only.
@@ -21,6 +21,8 @@
 mod emulators;
 #[path = "../tests/support/oidc.rs"]
 mod oidc;
+#[path = "../tests/support/tools.rs"]
+mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

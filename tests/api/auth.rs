@@ -1,8 +1,6 @@
 //! OIDC: exactly the tokens Google mints for this subscription's service account and audience
 //! get through; everything else is 401 (bad token) or 403 (genuine token, wrong party).
 
-use std::time::Duration;
-
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -21,16 +19,6 @@ async fn spawn_oidc_app(jwks: &JwksServer) -> TestApp {
         &jwks.url,
     ])
     .await
-}
-
-async fn wait_until_ready(app: &TestApp) {
-    for _ in 0..200 {
-        if app.get("/readyz").await.status() == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the app never became ready");
 }
 
 async fn push_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
@@ -66,7 +54,7 @@ async fn a_token_from_the_allowed_service_account_is_accepted() {
     let key = TestKey::generate("k1");
     let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
     let app = spawn_oidc_app(&jwks).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
 
     let token = key.sign(&google_claims());
     let ack = json_body(
@@ -97,7 +85,7 @@ async fn every_kind_of_bad_token_is_refused_with_the_right_status() {
     let stranger = TestKey::generate("k1");
     let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
     let app = spawn_oidc_app(&jwks).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
 
     let good = key.sign(&google_claims());
     let parts: Vec<&str> = good.split('.').collect();
@@ -308,7 +296,7 @@ async fn a_rotated_key_is_picked_up_without_a_restart_but_unknown_kids_cannot_ha
     let new = TestKey::generate("new");
     let jwks = JwksServer::start(vec![old.jwk.clone()], true).await;
     let app = spawn_oidc_app(&jwks).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
 
     jwks.set_keys(vec![old.jwk.clone(), new.jwk.clone()]);
     let rotated = new.sign(&google_claims());
@@ -344,7 +332,7 @@ async fn cached_keys_keep_working_when_the_jwks_server_goes_down() {
     let key = TestKey::generate("k1");
     let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
     let app = spawn_oidc_app(&jwks).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
 
     jwks.set_up(false);
     let token = key.sign(&claims_with(json!({"iat": now() - 1})));
@@ -384,7 +372,7 @@ async fn a_jwks_server_down_at_start_means_503_not_401_until_it_comes_back() {
     assert_eq!(refused["error"], "auth_unavailable");
 
     jwks.set_up(true);
-    wait_until_ready(&app).await;
+    app.wait_until_ready().await;
     json_body(
         push_with(&app, Some(&format!("Bearer {token}"))).await,
         "/push",
@@ -392,5 +380,132 @@ async fn a_jwks_server_down_at_start_means_503_not_401_until_it_comes_back() {
     )
     .await;
     assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}
+
+/// A token as Cloud Run forwards it once its IAM check has verified the signature.
+fn stripped(token: &str) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    format!("{signed}.SIGNATURE_REMOVED_BY_GOOGLE")
+}
+
+#[tokio::test]
+async fn behind_cloud_run_iam_the_claims_of_the_verified_token_are_checked() {
+    let key = TestKey::generate("k1");
+    let app = spawn_app_with(&[
+        "--auth",
+        "cloud-run",
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-allowed-email",
+        PUSHER,
+    ])
+    .await;
+    // No keys are needed: Cloud Run checked the signature.
+    app.wait_until_ready().await;
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut request = app
+            .client
+            .post(format!("{}/push", app.address))
+            .body(fixture("order.json"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let bearer = |claims: &Value| format!("Bearer {}", stripped(&key.sign(claims)));
+    let stranger = claims_with(json!({"email": "attacker@evil-project.iam.gserviceaccount.com"}));
+
+    let ok = send(vec![("authorization", bearer(&google_claims()))])
+        .await
+        .unwrap();
+    assert_eq!(json_body(ok, "/push", 200).await["outcome"], "landed");
+
+    let cases = [
+        (
+            "another account",
+            vec![("authorization", bearer(&stranger))],
+            403,
+            "is not allowed to push here",
+        ),
+        (
+            "another audience",
+            vec![(
+                "authorization",
+                bearer(&claims_with(json!({"aud": "https://elsewhere.example"}))),
+            )],
+            403,
+            "audience",
+        ),
+        (
+            "expired",
+            vec![(
+                "authorization",
+                bearer(&claims_with(
+                    json!({"iat": now() - 7200, "exp": now() - 3600}),
+                )),
+            )],
+            401,
+            "expired",
+        ),
+        (
+            "no issuer",
+            vec![("authorization", bearer(&claims_with(json!({"iss": null}))))],
+            403,
+            "no issuer",
+        ),
+        (
+            "a signature Cloud Run did not remove",
+            vec![(
+                "authorization",
+                format!("Bearer {}", key.sign(&google_claims())),
+            )],
+            401,
+            "not verified by Cloud Run",
+        ),
+        (
+            // Cloud Run verifies X-Serverless-Authorization when present and passes
+            // Authorization through untouched: only the former may be trusted.
+            "a forged Authorization beside a verified X-Serverless-Authorization",
+            vec![
+                ("x-serverless-authorization", bearer(&stranger)),
+                ("authorization", bearer(&google_claims())),
+            ],
+            403,
+            "is not allowed to push here",
+        ),
+    ];
+    for (case, headers, status, message) in cases {
+        let body = json_body(send(headers).await.unwrap(), "/push", status).await;
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{case}: {body}"
+        );
+    }
+    assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_stripped_by_cloud_run_is_refused_with_a_hint_when_landfall_checks_signatures() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    app.wait_until_ready().await;
+
+    let response = push_with(
+        &app,
+        Some(&format!("Bearer {}", stripped(&key.sign(&google_claims())))),
+    )
+    .await;
+
+    let body = json_body(response, "/push", 401).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--auth cloud-run"),
+        "{body}"
+    );
     app.stop().await;
 }

@@ -202,7 +202,8 @@ pub fn text(value: &str) -> SqlValue {
     SqlValue::Text(value.to_string())
 }
 
-/// Checks a real response body against the schema `openapi/landfall.yaml` documents for it.
+/// Checks a real response body against the schema `openapi/landfall.yaml` documents for it:
+/// the operation's own response, or for 404 and 405 the shared ones every path answers with.
 pub fn assert_matches_openapi(path: &str, method: &str, status: u16, body: &Value) {
     static DOC: OnceLock<Value> = OnceLock::new();
     let doc = DOC.get_or_init(|| {
@@ -213,13 +214,25 @@ pub fn assert_matches_openapi(path: &str, method: &str, status: u16, body: &Valu
         .unwrap();
         serde_yaml::from_str(&text).expect("openapi/landfall.yaml parses")
     });
-    let pointer = format!(
-        "#/paths/{}/{method}/responses/{status}/content/application~1json/schema",
+    let documented = format!(
+        "#/paths/{}/{method}/responses/{status}",
         path.replace('/', "~1")
     );
+    let response = match (doc.pointer(&documented[1..]), status) {
+        (Some(response), _) => match response.get("$ref").and_then(Value::as_str) {
+            Some(reference) => reference.to_string(),
+            None => documented,
+        },
+        (None, 404) => "#/components/responses/NotFound".to_string(),
+        (None, 405) => "#/components/responses/MethodNotAllowed".to_string(),
+        (None, _) => {
+            panic!("openapi/landfall.yaml documents no {status} response for {method} {path}")
+        }
+    };
+    let pointer = format!("{response}/content/application~1json/schema");
     assert!(
         doc.pointer(&pointer[1..]).is_some(),
-        "openapi/landfall.yaml documents no {status} response for {method} {path}"
+        "openapi/landfall.yaml has no JSON schema at {pointer}"
     );
     // The whole document is the schema root so `$ref`s resolve; the `$ref` picks the response.
     let mut schema = doc.clone();
@@ -230,12 +243,22 @@ pub fn assert_matches_openapi(path: &str, method: &str, status: u16, body: &Valu
     }
 }
 
-/// Reads a response as JSON after checking its status, and checks it against the OpenAPI file.
+/// Reads a response as JSON after checking its status, and checks it against the OpenAPI file
+/// (POST for /push, GET for everything else).
 pub async fn json_body(response: Response, path: &str, expected_status: u16) -> Value {
+    let method = if path == "/push" { "post" } else { "get" };
+    json_body_of(response, method, path, expected_status).await
+}
+
+pub async fn json_body_of(
+    response: Response,
+    method: &str,
+    path: &str,
+    expected_status: u16,
+) -> Value {
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("response body is JSON");
     assert_eq!(status, expected_status, "unexpected status, body: {body}");
-    let method = if path == "/push" { "post" } else { "get" };
     assert_matches_openapi(path, method, status, &body);
     body
 }
@@ -274,4 +297,167 @@ pub fn landfall(args: &[&str]) -> std::process::Output {
         .env_remove("PORT")
         .output()
         .expect("landfall runs")
+}
+
+impl TestApp {
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if self.get("/readyz").await.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the app never became ready");
+    }
+
+    /// `/metrics`, read by the official Prometheus Python client's parser (which refuses a
+    /// malformed exposition).
+    pub async fn scrape(&self) -> Vec<Sample> {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = response.text().await.unwrap();
+        let python = crate::tools::tool("prometheus", "PROMETHEUS_PYTHON");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/parse_metrics.py"
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the Prometheus parser refused the exposition: {}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+/// One sample of a parsed exposition.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Sample {
+    pub family: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: Value,
+}
+
+/// The value of the sample with this name and exactly these labels.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let wanted: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .map(|s| s.value.as_f64().unwrap_or(f64::NAN))
+}
+
+/// The real `landfall` binary serving on a free port with JSON logs, its log lines collected.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub address: String,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Binary {
+    /// Starts `landfall ARGS` (serving on 127.0.0.1, any port) and waits until it serves.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut with_port = vec!["--port", "0"];
+        with_port.extend_from_slice(args);
+        Self::start_on(&with_port, env)
+    }
+
+    /// The same, with `--port` among `args`.
+    pub fn start_on(args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+        command
+            .args(["--host", "127.0.0.1", "--log-format", "json"])
+            .args(args)
+            .env_remove("PORT")
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .env_remove("BIGQUERY_EMULATOR_HOST")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("landfall starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let address = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+                    .unwrap();
+                panic!("landfall did not start: {stderr}");
+            };
+            let entry: Value = serde_json::from_str(&line).expect("every log line is JSON");
+            logs.lock().unwrap().push(entry.clone());
+            if entry["message"] == "landfall is serving" {
+                break entry["address"].as_str().unwrap().to_string();
+            }
+        };
+        let collected = logs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let entry: Value = serde_json::from_str(&line).expect("every log line is JSON");
+                collected.lock().unwrap().push(entry);
+            }
+        });
+        Binary {
+            child,
+            address,
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub fn send(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

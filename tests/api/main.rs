@@ -4,12 +4,18 @@
 mod auth;
 mod bad_input;
 mod catalog;
+mod crash;
 mod dead_letter;
+mod errors;
 mod health;
 mod helpers;
 mod landing;
+mod logs;
+mod metrics;
 #[path = "../support/oidc.rs"]
 mod oidc;
 mod redelivery;
 mod resilience;
 mod startup;
+#[path = "../support/tools.rs"]
+mod tools;

@@ -1,8 +1,6 @@
 //! Failure paths: a sink that cannot write nacks (and the redelivery heals it), overload is
 //! refused at once, and a stop signal drains what is in flight.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -91,53 +89,30 @@ async fn requests_beyond_the_concurrency_limit_get_429_at_once() {
 #[tokio::test]
 async fn sigterm_drains_a_pending_batch_then_exits_zero() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_landfall"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
-        .args(["--batch-linger-ms", "1500"])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("landfall logs its address").unwrap();
-        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        assert!(
-            entry["severity"].is_string(),
-            "Cloud Logging needs severity: {line}"
-        );
-        if entry["message"] == "landfall is serving" {
-            break entry["address"].as_str().unwrap().to_string();
-        }
-    };
-    let push = tokio::spawn(async move {
+    let data = data_dir.path().to_str().unwrap();
+    let mut landfall = Binary::start(&["--batch-linger-ms", "1500", "--data-dir", data], &[]);
+    let push = tokio::spawn(
         reqwest::Client::new()
-            .post(format!("http://{address}/push"))
+            .post(landfall.url("/push"))
             .body(fixture("order.json"))
-            .send()
-            .await
-            .unwrap()
-    });
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    landfall.send("TERM");
 
-    let response = push.await.unwrap();
+    let response = push.await.unwrap().unwrap();
     assert_eq!(
         response.status(),
         200,
         "the in-flight request is answered, not dropped"
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = landfall.wait();
     assert!(status.success(), "exit status {status}");
+    assert!(
+        landfall.logs().iter().all(|l| l["severity"].is_string()),
+        "Cloud Logging needs severity on every line"
+    );
     let object = data_dir
         .path()
         .join("landing/output/order/2026/11/25/09/14/order_20261125091403_1000001.json");

@@ -3,11 +3,9 @@
 //! own; unless landfall picks one, building the first https client panics. An emulator test
 //! (plain http) cannot show that, so this one starts the real binary without emulators.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use serde_json::json;
 
+use crate::helpers::Binary;
 use crate::oidc::{AUDIENCE, PUSHER, TestKey};
 
 #[test]
@@ -23,38 +21,27 @@ fn production_google_clients_build_and_the_service_starts() {
     });
     std::fs::write(&credentials, key_file.to_string()).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_landfall"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
-        .args([
+    let credentials = credentials.to_str().unwrap();
+    let landfall = Binary::start(
+        &[
             "--gcs-bucket",
             "shop-landing",
             "--bigquery-project",
             "shop-data",
-        ])
-        .args(["--oidc-audience", AUDIENCE, "--oidc-allowed-email", PUSHER])
-        .args(["--oidc-jwks-url", "http://127.0.0.1:9/certs"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &credentials)
-        .env_remove("STORAGE_EMULATOR_HOST")
-        .env_remove("BIGQUERY_EMULATOR_HOST")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    let mut serving = false;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let entry: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if entry["message"] == "landfall is serving" {
-            serving = true;
-            break;
-        }
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(serving, "landfall did not start: {stderr}");
+            "--oidc-audience",
+            AUDIENCE,
+            "--oidc-allowed-email",
+            PUSHER,
+            "--oidc-jwks-url",
+            "http://127.0.0.1:9/certs",
+        ],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", credentials)],
+    );
+    landfall.send("TERM");
+    let mut landfall = landfall;
+    let status = landfall.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut landfall.child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(output.status.success(), "exit {}: {stderr}", output.status);
+    assert!(status.success(), "exit {status}: {stderr}");
 }

@@ -1,45 +1,21 @@
 //! The real local stand-ins: fake-gcs-server, local-bigquery and Google's Pub/Sub emulator,
-//! installed by `.ci/emulators.sh` and started here, each test with its own set on free
+//! installed by `.ci/tools.sh` and started here, each test with its own set on free
 //! ports. Every process is killed (with its children) when its handle drops.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::tools::tool;
+
 pub const PROJECT: &str = "test-proj";
 pub const BUCKET: &str = "landing";
-
-/// Paths printed by `.ci/emulators.sh`, which installs on first use.
-fn installed() -> &'static HashMap<String, String> {
-    static PATHS: OnceLock<HashMap<String, String>> = OnceLock::new();
-    PATHS.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/emulators.sh");
-        let output = Command::new("bash")
-            .arg(script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("bash runs");
-        assert!(
-            output.status.success(),
-            "{script} failed: the Google-sink tests need Python 3 with pip, Python 3.13 (pyenv), \
-             and gcloud with the Pub/Sub emulator (Java 17); see README"
-        );
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    })
-}
 
 async fn post_json(url: &str, body: &Value) -> Value {
     let response = reqwest::Client::new()
@@ -143,7 +119,7 @@ impl Gcs {
     /// Starts (again) on the same port and folder: objects survive a stop.
     pub async fn restart(&mut self) {
         self.process.stop();
-        let bin = &installed()["FAKE_GCS_SERVER"];
+        let bin = tool("gcs", "FAKE_GCS_SERVER");
         let data = self.root.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let address = format!("127.0.0.1:{}", self.port);
@@ -240,9 +216,8 @@ impl BigQuery {
     /// Starts (again) on the same port and data folder: rows survive a stop.
     pub async fn restart(&mut self) {
         self.process.stop();
-        let paths = installed();
         self.process = Process::spawn(
-            Command::new(&paths["LOCAL_BIGQUERY"])
+            Command::new(tool("bigquery", "LOCAL_BIGQUERY"))
                 .args([
                     "serve",
                     "--host",
@@ -258,7 +233,7 @@ impl BigQuery {
                 ])
                 .arg("--data-dir")
                 .arg(self.data.path().join("db"))
-                .env("HOME", &paths["BIGQUERY_HOME"]),
+                .env("HOME", tool("bigquery", "BIGQUERY_HOME")),
             &self.data.path().join("local-bigquery.log"),
         );
         wait_for(
@@ -327,7 +302,7 @@ pub struct PubSub {
 
 impl PubSub {
     pub async fn start() -> Self {
-        let gcloud = &installed()["GCLOUD"];
+        let gcloud = &tool("pubsub", "GCLOUD");
         assert!(
             !gcloud.is_empty(),
             "gcloud with the Pub/Sub emulator is not installed"
@@ -374,6 +349,20 @@ impl PubSub {
 
     /// A topic and a push subscription that delivers it to `endpoint`.
     pub async fn push_subscription(&self, topic: &str, subscription: &str, endpoint: &str) {
+        self.subscribe(topic, subscription, endpoint, false).await;
+    }
+
+    /// The same, keeping acknowledged messages so that the subscription can be sought back.
+    pub async fn replayable_push_subscription(
+        &self,
+        topic: &str,
+        subscription: &str,
+        endpoint: &str,
+    ) {
+        self.subscribe(topic, subscription, endpoint, true).await;
+    }
+
+    async fn subscribe(&self, topic: &str, subscription: &str, endpoint: &str, retain: bool) {
         self.put(&format!("topics/{topic}"), json!({})).await;
         self.put(
             &format!("subscriptions/{subscription}"),
@@ -381,9 +370,28 @@ impl PubSub {
                 "topic": format!("projects/{PROJECT}/topics/{topic}"),
                 "pushConfig": {"pushEndpoint": endpoint},
                 "ackDeadlineSeconds": 10,
+                "retainAckedMessages": retain,
             }),
         )
         .await;
+    }
+
+    /// `gcloud pubsub subscriptions seek SUB --time=TIME`: every message published after
+    /// `time` is delivered again, acknowledged or not.
+    pub async fn seek(&self, subscription: &str, time: chrono::DateTime<chrono::Utc>) {
+        let url = self.url(&format!("subscriptions/{subscription}:seek"));
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"time": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "seek: {status} {}",
+            response.text().await.unwrap()
+        );
     }
 
     /// Publishes the payloads; returns the message ids Pub/Sub assigned, in order.

@@ -1,13 +1,17 @@
 //! The Google Cloud sinks against real local stand-ins (fake-gcs-server, local-bigquery, the
-//! Pub/Sub emulator). `.ci/emulators.sh` installs them on first use; each test starts its own.
+//! Pub/Sub emulator). `.ci/tools.sh` installs them on first use; each test starts its own.
 
+mod catalog;
 mod emulators;
 mod end_to_end;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod replay;
 mod schema;
 mod sinks;
+#[path = "../support/tools.rs"]
+mod tools;
 
 use emulators::{BUCKET, BigQuery, Gcs, PROJECT};
 use helpers::{TestApp, spawn_app_with};
@@ -17,9 +21,15 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `landfall schema apply` against the BigQuery emulator; returns its stdout.
 pub fn apply_schema(bigquery: &BigQuery) -> String {
+    apply_schema_with(bigquery, &[])
+}
+
+/// `landfall schema apply ARGS` (e.g. `--schemas DIR`) against the BigQuery emulator.
+pub fn apply_schema_with(bigquery: &BigQuery, args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
         .args(["schema", "apply", "--bigquery-project", PROJECT])
         .args(["--bigquery-emulator-host", &bigquery.url()])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -56,7 +66,21 @@ pub async fn google_stack() -> GoogleStack {
 
 /// landfall writing to both Google sinks (and nothing local), as in production.
 pub async fn spawn_google_app(gcs: &Gcs, bigquery: &BigQuery) -> TestApp {
-    spawn_app_with(&[
+    spawn_google_app_with(gcs, bigquery, &[]).await
+}
+
+/// The same with more flags (e.g. `--schemas DIR`).
+pub async fn spawn_google_app_with(gcs: &Gcs, bigquery: &BigQuery, extra: &[&str]) -> TestApp {
+    let mut args = google_args(gcs, bigquery);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_app_with(&args).await
+}
+
+/// The flags that point landfall at both emulators, without authentication.
+pub fn google_args(gcs: &Gcs, bigquery: &BigQuery) -> Vec<String> {
+    let (gcs, bigquery) = (gcs.url(), bigquery.url());
+    [
         "--gcs-bucket",
         BUCKET,
         "--bigquery-project",
@@ -64,11 +88,12 @@ pub async fn spawn_google_app(gcs: &Gcs, bigquery: &BigQuery) -> TestApp {
         "--auth",
         "none",
         "--storage-emulator-host",
-        &gcs.url(),
+        &gcs,
         "--bigquery-emulator-host",
-        &bigquery.url(),
+        &bigquery,
         "--request-timeout-secs",
         "3",
-    ])
-    .await
+    ]
+    .map(String::from)
+    .to_vec()
 }

