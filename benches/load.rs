@@ -13,7 +13,8 @@
 //! (fake-gcs-server + local-bigquery, installed by `.ci/tools.sh`), `baseline` (another
 //! landfall binary, e.g. an older build, run like `embedded`, or like `google` with
 //! `--baseline-google`). Every measured level gets a fresh server; modes alternate within a
-//! round, so that the machine's drift hits them alike: compare figures of one run only.
+//! round (reversed every other round), so that the machine's drift hits them alike: compare
+//! figures of one run only.
 //! Servers log as in production (JSON, one line per push).
 
 #[path = "../tests/google/emulators.rs"]
@@ -87,6 +88,10 @@ struct Options {
     /// After each google level, push every message again and report the replay's latency.
     #[arg(long)]
     replay: bool,
+    /// Instead of serving: classify this many deliveries in this process (route, validate,
+    /// type the row; the catalog's whole cost) and report the time per event.
+    #[arg(long)]
+    classify_only: Option<usize>,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -99,6 +104,9 @@ fn main() {
         return serve_ceiling();
     }
     let options = Options::parse();
+    if let Some(count) = options.classify_only {
+        return classify_only(count, options.payload);
+    }
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -113,7 +121,13 @@ fn main() {
     for round in 1..=options.rounds {
         for &connections in &options.connections {
             for metrics in &options.metrics {
-                for &mode in &options.modes {
+                // Every other round in reverse, so that drift (emulators filling up, the
+                // machine's speed) does not always favour the same mode.
+                let mut modes = options.modes.clone();
+                if round % 2 == 0 {
+                    modes.reverse();
+                }
+                for &mode in &modes {
                     let server =
                         Server::start(mode, &options, metrics == "on", &jwks, google.as_ref());
                     let result = client.block_on(measure(
@@ -279,6 +293,7 @@ fn serve_ceiling() {
         }
     }
 
+    landfall::startup::tune_allocator();
     let args: Vec<String> = std::env::args()
         .filter(|a| a != "--serve-ceiling" && a != "--bench")
         .collect();
@@ -299,6 +314,45 @@ fn serve_ceiling() {
             .unwrap();
         app.run_until_stopped(std::future::pending()).await.unwrap();
     });
+}
+
+/// The catalog's cost per event, alone: routing, validation and the typed row.
+fn classify_only(count: usize, kind: Payload) {
+    use landfall::envelope::Delivery;
+    use landfall::event::route::Routing;
+    use landfall::event::{Classifier, Landing, PartitionTime};
+    let classifier = Classifier {
+        catalog: Arc::new(Catalog::load(&CatalogSource::Shipped).unwrap()),
+        routing: Routing::default(),
+        landing: Landing {
+            base_uri: Some("gs://bench".into()),
+            prefix: "output".into(),
+            partition: PartitionTime::Event,
+        },
+    };
+    let deliveries: Vec<Delivery> = payloads(kind)
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| Delivery {
+            message_id: i.to_string(),
+            publish_time: chrono::Utc::now(),
+            subscription: Some("projects/bench/subscriptions/landfall".into()),
+            attributes: Default::default(),
+            ordering_key: None,
+            delivery_attempt: None,
+            data: Bytes::from(data),
+        })
+        .collect();
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    let mut landed = 0;
+    for i in 0..count {
+        let record = classifier.classify(&deliveries[i % deliveries.len()], now);
+        landed += usize::from(!record.is_dead_letter());
+    }
+    let per_event = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    assert_eq!(landed, count, "every payload is a valid event");
+    println!("classify {kind:?}: {count} events, {per_event:.2} µs per event (one thread)");
 }
 
 struct Google {

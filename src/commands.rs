@@ -39,9 +39,10 @@ fn check(args: &CatalogArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let count = catalog.event_types().len();
     println!(
-        "{} event types, all valid; dead letters go to table {}",
-        catalog.event_types().len(),
+        "{count} event type{}, all valid; dead letters go to table {}",
+        if count == 1 { "" } else { "s" },
         catalog.dead_letter().name
     );
     Ok(())

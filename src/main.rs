@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    landfall::startup::tune_allocator();
     landfall::startup::install_crypto_provider();
     let cli = Cli::parse();
     let result = match cli.command {

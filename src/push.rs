@@ -24,7 +24,7 @@ use crate::envelope::{self, Delivery};
 use crate::error::{ApiError, Outcome as Answered};
 use crate::event::{Classifier, Outcome, Poison, Record};
 use crate::sink::{Landed, Sinks};
-use crate::telemetry::metrics::{Metrics, NO_EVENT_TYPE};
+use crate::telemetry::metrics::{Metrics, no_event_type};
 use crate::telemetry::trace::TraceContext;
 
 pub struct PushState {
@@ -81,11 +81,10 @@ pub async fn observe(
         .extensions()
         .get::<Answered>()
         .map_or("unavailable", |o| o.0);
-    let no_type: Arc<str> = Arc::from(NO_EVENT_TYPE);
     let event_type = response
         .extensions()
         .get::<EventTypeTag>()
-        .map_or(no_type, |t| t.0.clone());
+        .map_or_else(no_event_type, |t| t.0.clone());
     metrics.push(outcome, &event_type, elapsed);
     let _entered = span.enter();
     log_answer(response.status().as_u16(), outcome, elapsed);
@@ -148,12 +147,7 @@ async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ac
     // Microseconds: the precision BigQuery TIMESTAMP keeps, so both warehouses agree.
     let received_at = Utc::now().trunc_subsecs(6);
     let record = state.classifier.classify(&delivery, received_at);
-    let tag = EventTypeTag(
-        record
-            .event_type()
-            .cloned()
-            .unwrap_or_else(|| NO_EVENT_TYPE.into()),
-    );
+    let tag = EventTypeTag(record.event_type().cloned().unwrap_or_else(no_event_type));
     span.record("event_type", tag.0.as_ref());
     let lag = (received_at - delivery.publish_time)
         .to_std()

@@ -68,6 +68,10 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
 ) {
     let in_flight = sink.batches_in_flight().max(1);
+    let config = BatchConfig {
+        max_events: config.max_events.min(sink.max_batch_events()).max(1),
+        ..config
+    };
     let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
         let jobs = collect(first, &mut rx, &config).await;

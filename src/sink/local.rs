@@ -27,6 +27,10 @@ use rustix::io::Errno;
 use super::{Entry, Layer, Sink, SinkError, Written, on_blocking_thread};
 
 const NAME: &str = "landing";
+/// Measured with benches/load.rs on this project's machines: 64 files a batch and 4 batches in
+/// flight gave the best p99 at 256 connections (500 a batch: p99 60–130 ms; 64: 25–40 ms).
+const MAX_BATCH: usize = 64;
+const BATCHES_IN_FLIGHT: usize = 4;
 const TEMP_SUFFIX: &str = ".tmp";
 
 /// How a file is held between its write and its link.
@@ -102,9 +106,15 @@ impl Sink for LocalLanding {
     }
 
     /// Batches are independent files, and `syncfs` flushes whatever any of them wrote, so
-    /// several can be written at once: file creation waits on the disk, not the CPU.
+    /// several can be written at once.
     fn batches_in_flight(&self) -> usize {
-        4
+        BATCHES_IN_FLIGHT
+    }
+
+    /// A batch's files are created one after another and all its requests wait for the last:
+    /// smaller batches let requests go sooner, and the sync they share costs little.
+    fn max_batch_events(&self) -> usize {
+        MAX_BATCH
     }
 }
 

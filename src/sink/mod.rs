@@ -112,6 +112,11 @@ pub trait Sink: Send + Sync + 'static {
     fn batches_in_flight(&self) -> usize {
         1
     }
+
+    /// Most events this sink takes in one batch, below `--batch-max-events`.
+    fn max_batch_events(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Runs a batch write on a blocking thread. If the writer itself fails (it panicked), every

@@ -21,6 +21,12 @@ use prometheus_client::registry::Registry;
 /// The label value for "no event type" (a payload that named none, or an unknown one).
 pub const NO_EVENT_TYPE: &str = "";
 
+/// [`NO_EVENT_TYPE`] as the label type, made once (every bad request would allocate it).
+pub fn no_event_type() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from(NO_EVENT_TYPE)).clone()
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PushLabels {
     outcome: &'static str,
@@ -326,7 +332,7 @@ mod tests {
     fn the_exposition_names_every_family_with_the_landfall_prefix() {
         let metrics = Metrics::new(Duration::from_secs(10), true);
         metrics.push("landed", &Arc::from("order"), Duration::from_millis(3));
-        metrics.dead_letter(&Arc::from(NO_EVENT_TYPE), "not_json");
+        metrics.dead_letter(&no_event_type(), "not_json");
         metrics.sink("landing").batch_size.observe(3.0);
         let text = metrics.encode();
         for needle in [

@@ -394,7 +394,10 @@ impl Sink for BigQueryWarehouse {
         self.readiness.get(self.probe()).await
     }
 
+    /// Two: while one batch waits on BigQuery (or on a replay lookup), the next one fills.
+    /// More in flight only makes smaller batches (more calls for the same rows); one would
+    /// hold first deliveries behind a slow lookup.
     fn batches_in_flight(&self) -> usize {
-        4
+        2
     }
 }

@@ -1,5 +1,6 @@
 //! Which BigQuery failures are worth retrying, and retrying them only while the push request
 //! can still be answered: past its deadline Pub/Sub has given up and will redeliver anyway.
+//! Pauses grow exponentially with full jitter (as Vector's retry logic does).
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,11 +38,13 @@ where
             Ok(Err(error)) => error,
             Err(_) => anyhow::bail!("no answer before the request deadline"),
         };
-        if !is_transient(&error) || Instant::now() + backoff >= deadline {
+        // Full jitter: many instances retrying one overloaded API do not retry in step.
+        let pause = backoff.mul_f64(fastrand::f64());
+        if !is_transient(&error) || Instant::now() + pause >= deadline {
             return Err(anyhow::Error::from(error));
         }
-        tracing::debug!(error = %error, backoff_ms = backoff.as_millis() as u64, "retrying BigQuery call");
-        tokio::time::sleep(backoff).await;
+        tracing::debug!(error = %error, pause_ms = pause.as_millis() as u64, "retrying BigQuery call");
+        tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -98,13 +101,16 @@ mod tests {
         assert_eq!(tries.load(Ordering::SeqCst), 1);
 
         tries.store(0, Ordering::SeqCst);
+        let started = Instant::now();
         let storm = within(Duration::from_secs(1), || {
             tries.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>(response_error(503)) }
         })
         .await;
         assert!(storm.is_err());
-        // 100 + 200 + 400 ms of backoff fit in a second; the next 800 ms would not.
-        assert_eq!(tries.load(Ordering::SeqCst), 4);
+        // Jittered pauses are at most 100, 200, 400 ms…: at least four tries fit in a second,
+        // and the last answer comes before it ends.
+        assert!(tries.load(Ordering::SeqCst) >= 4);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
