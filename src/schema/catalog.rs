@@ -78,10 +78,6 @@ impl EventType {
         };
         Ok(Typed { cells, time })
     }
-
-    pub fn time_field(&self) -> &str {
-        &self.table.payload[self.time_index].name
-    }
 }
 
 /// Every event type of a catalog, and the dead-letter table beside them.

@@ -8,7 +8,12 @@ use crate::helpers::*;
 use crate::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims, now};
 
 async fn spawn_oidc_app(jwks: &JwksServer) -> TestApp {
-    spawn_app_with(&[
+    spawn_oidc_app_with(jwks, &[]).await
+}
+
+/// An app that verifies tokens from `jwks` for the test audience and pusher, with more flags.
+pub async fn spawn_oidc_app_with(jwks: &JwksServer, extra: &[&str]) -> TestApp {
+    let mut args = vec![
         "--auth",
         "oidc",
         "--oidc-audience",
@@ -17,8 +22,9 @@ async fn spawn_oidc_app(jwks: &JwksServer) -> TestApp {
         PUSHER,
         "--oidc-jwks-url",
         &jwks.url,
-    ])
-    .await
+    ];
+    args.extend_from_slice(extra);
+    spawn_app_with(&args).await
 }
 
 async fn push_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {

@@ -319,34 +319,39 @@ impl TestApp {
             response.headers()["content-type"],
             "text/plain; version=0.0.4; charset=utf-8"
         );
-        let text = response.text().await.unwrap();
-        let python = crate::tools::tool("prometheus", "PROMETHEUS_PYTHON");
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/parse_metrics.py"
-        );
-        let mut child = std::process::Command::new(python)
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "the Prometheus parser refused the exposition: {}\n{text}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        parse_exposition(&response.text().await.unwrap())
     }
+}
+
+/// A Prometheus text exposition, read by the official Prometheus Python client's parser
+/// (which refuses a malformed one).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    use std::io::Write;
+    let python = crate::tools::tool("prometheus", "PROMETHEUS_PYTHON");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/parse_metrics.py"
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// One sample of a parsed exposition.

@@ -3,28 +3,19 @@
 
 use std::time::Duration;
 
+use crate::auth::spawn_oidc_app_with;
 use crate::helpers::*;
-use crate::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims};
+use crate::oidc::{AUDIENCE, JwksServer, TestKey, google_claims};
 
 #[tokio::test]
 async fn a_known_mix_of_pushes_is_counted_exactly() {
     let key = TestKey::generate("k1");
     let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
     // One request at a time, and slow enough batches that a second one finds the first still in.
-    let app = spawn_app_with(&[
-        "--auth",
-        "oidc",
-        "--oidc-audience",
-        AUDIENCE,
-        "--oidc-allowed-email",
-        PUSHER,
-        "--oidc-jwks-url",
-        &jwks.url,
-        "--max-concurrency",
-        "1",
-        "--batch-linger-ms",
-        "300",
-    ])
+    let app = spawn_oidc_app_with(
+        &jwks,
+        &["--max-concurrency", "1", "--batch-linger-ms", "300"],
+    )
     .await;
     app.wait_until_ready().await;
     let token = format!("Bearer {}", key.sign(&google_claims()));

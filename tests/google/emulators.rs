@@ -332,9 +332,10 @@ impl PubSub {
         )
     }
 
-    async fn put(&self, path: &str, body: Value) {
+    /// Sends one admin request and insists that it succeeds.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) {
         let response = reqwest::Client::new()
-            .put(self.url(path))
+            .request(method.clone(), self.url(path))
             .json(&body)
             .send()
             .await
@@ -342,7 +343,7 @@ impl PubSub {
         let status = response.status();
         assert!(
             status.is_success(),
-            "PUT {path}: {status} {}",
+            "{method} {path}: {status} {}",
             response.text().await.unwrap()
         );
     }
@@ -363,8 +364,10 @@ impl PubSub {
     }
 
     async fn subscribe(&self, topic: &str, subscription: &str, endpoint: &str, retain: bool) {
-        self.put(&format!("topics/{topic}"), json!({})).await;
-        self.put(
+        self.call(reqwest::Method::PUT, &format!("topics/{topic}"), json!({}))
+            .await;
+        self.call(
+            reqwest::Method::PUT,
             &format!("subscriptions/{subscription}"),
             json!({
                 "topic": format!("projects/{PROJECT}/topics/{topic}"),
@@ -379,19 +382,13 @@ impl PubSub {
     /// `gcloud pubsub subscriptions seek SUB --time=TIME`: every message published after
     /// `time` is delivered again, acknowledged or not.
     pub async fn seek(&self, subscription: &str, time: chrono::DateTime<chrono::Utc>) {
-        let url = self.url(&format!("subscriptions/{subscription}:seek"));
-        let response = reqwest::Client::new()
-            .post(url)
-            .json(&json!({"time": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        assert!(
-            status.is_success(),
-            "seek: {status} {}",
-            response.text().await.unwrap()
-        );
+        let time = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.call(
+            reqwest::Method::POST,
+            &format!("subscriptions/{subscription}:seek"),
+            json!({ "time": time }),
+        )
+        .await;
     }
 
     /// Publishes the payloads; returns the message ids Pub/Sub assigned, in order.

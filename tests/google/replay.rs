@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::emulators::{BigQuery, Gcs, PubSub, free_port};
-use crate::helpers::Binary;
+use crate::helpers::{Binary, parse_exposition};
 use crate::{SERIAL, apply_schema, google_args};
 
 const MESSAGES: usize = 600;
@@ -47,7 +47,7 @@ async fn acked(landfall: &Binary) -> BTreeMap<String, f64> {
         .text()
         .await
         .unwrap();
-    let samples = parse(&text);
+    let samples = parse_exposition(&text);
     let mut by_outcome = BTreeMap::new();
     for outcome in ["landed", "duplicate", "dead_lettered"] {
         let total: f64 = samples
@@ -63,26 +63,16 @@ async fn acked(landfall: &Binary) -> BTreeMap<String, f64> {
     by_outcome
 }
 
-fn parse(text: &str) -> Vec<crate::helpers::Sample> {
-    let python = crate::tools::tool("prometheus", "PROMETHEUS_PYTHON");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/parse_metrics.py"
-    );
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap()
+/// A replayable push subscription to landfall, and every message published to it; returns a
+/// time just before the first publish, to seek back to.
+async fn publish_all(pubsub: &PubSub, landfall: &Binary) -> chrono::DateTime<Utc> {
+    pubsub
+        .replayable_push_subscription("events", "landfall-push", &landfall.url("/push"))
+        .await;
+    let before_publish = Utc::now() - chrono::Duration::seconds(5);
+    let payloads: Vec<Vec<u8>> = (0..MESSAGES).map(payload).collect();
+    pubsub.publish("events", &payloads).await;
+    before_publish
 }
 
 async fn wait_for_acks(landfall: &Binary, at_least: f64, what: &str) -> BTreeMap<String, f64> {
@@ -135,12 +125,7 @@ async fn with_a_landing_layer_a_crash_and_a_seek_back_leave_one_object_and_one_r
     args.extend(["--port", &port]);
     let quiet = [("RUST_LOG", "warn,landfall::startup=info")];
     let landfall = Binary::start_on(&args, &quiet);
-    pubsub
-        .replayable_push_subscription("events", "landfall-push", &landfall.url("/push"))
-        .await;
-    let before_publish = Utc::now() - chrono::Duration::seconds(5);
-    let payloads: Vec<Vec<u8>> = (0..MESSAGES).map(payload).collect();
-    pubsub.publish("events", &payloads).await;
+    let before_publish = publish_all(&pubsub, &landfall).await;
 
     // Killed mid-stream, then restarted on the same port: Pub/Sub redelivers what was lost.
     wait_for_acks(&landfall, (MESSAGES / 3) as f64, "before the kill").await;
@@ -212,12 +197,7 @@ async fn with_bigquery_alone_a_seek_beyond_the_dedup_window_adds_a_row_per_repla
         ],
         &quiet,
     );
-    pubsub
-        .replayable_push_subscription("events", "landfall-push", &landfall.url("/push"))
-        .await;
-    let before_publish = Utc::now() - chrono::Duration::seconds(5);
-    let payloads: Vec<Vec<u8>> = (0..MESSAGES).map(payload).collect();
-    pubsub.publish("events", &payloads).await;
+    let before_publish = publish_all(&pubsub, &landfall).await;
     wait_for_acks(&landfall, MESSAGES as f64, "first deliveries").await;
     tokio::time::sleep(DEDUP_WINDOW).await;
 
