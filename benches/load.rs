@@ -320,14 +320,16 @@ fn serve_ceiling() {
 fn classify_only(count: usize, kind: Payload) {
     use landfall::envelope::Delivery;
     use landfall::event::route::Routing;
-    use landfall::event::{Classifier, Landing, PartitionTime};
+    use landfall::event::{Classifier, Landing, LandingLayout, PartitionTime};
     let classifier = Classifier {
         catalog: Arc::new(Catalog::load(&CatalogSource::Shipped).unwrap()),
         routing: Routing::default(),
         landing: Landing {
             base_uri: Some("gs://bench".into()),
-            prefix: "output".into(),
-            partition: PartitionTime::Event,
+            layout: LandingLayout {
+                prefix: "output".into(),
+                partition: PartitionTime::Event,
+            },
         },
     };
     let deliveries: Vec<Delivery> = payloads(kind)

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, header::CONTENT_LENGTH};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::{SubsecRound, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use tracing::Instrument;
@@ -26,6 +25,7 @@ use crate::event::{Classifier, Outcome, Poison, Record};
 use crate::sink::{Landed, Sinks};
 use crate::telemetry::metrics::{Metrics, no_event_type};
 use crate::telemetry::trace::TraceContext;
+use crate::time::received_now;
 
 pub struct PushState {
     pub sinks: Sinks,
@@ -144,8 +144,7 @@ async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ac
     let delivery = envelope::decode(headers, body).map_err(|e| (e.into(), None))?;
     let span = tracing::Span::current();
     span.record("message_id", delivery.message_id.as_str());
-    // Microseconds: the precision BigQuery TIMESTAMP keeps, so both warehouses agree.
-    let received_at = Utc::now().trunc_subsecs(6);
+    let received_at = received_now();
     let record = state.classifier.classify(&delivery, received_at);
     let tag = EventTypeTag(record.event_type().cloned().unwrap_or_else(no_event_type));
     span.record("event_type", tag.0.as_ref());
@@ -192,7 +191,7 @@ async fn dead_letter_rejected(
     };
     let record = state
         .classifier
-        .dead_letter(delivery, Utc::now().trunc_subsecs(6), poison);
+        .dead_letter(delivery, received_now(), poison);
     let landed = state.sinks.land(record.clone()).await?;
     Ok((record, landed == Landed::Duplicate))
 }

@@ -135,8 +135,7 @@ impl Application {
             routing: config.routing.clone(),
             landing: Landing {
                 base_uri: sinks.landing_base_uri,
-                prefix: config.landing.prefix.clone(),
-                partition: config.landing.partition,
+                layout: config.landing.clone(),
             },
         };
         let state = AppState {

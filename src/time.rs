@@ -1,7 +1,13 @@
 //! The one place timestamps and dates are read and written, so that the validator, the
 //! envelope, both warehouses and the landing paths agree on what a valid time is.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, Utc};
+
+/// The receipt time rows record, in microseconds: the precision BigQuery TIMESTAMP keeps, so
+/// both warehouses hold the same value.
+pub fn received_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// RFC 3339, normalised to UTC. The catalog's `date-time` format check is this very function.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {

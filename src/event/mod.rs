@@ -40,8 +40,7 @@ pub struct LandingLayout {
 pub struct Landing {
     /// `None` when no landing layer is configured (BigQuery alone).
     pub base_uri: Option<String>,
-    pub prefix: String,
-    pub partition: PartitionTime,
+    pub layout: LandingLayout,
 }
 
 impl Landing {
@@ -167,13 +166,17 @@ impl Classifier {
         event_type: &EventType,
         typed: crate::schema::Typed,
     ) -> Record {
-        let time = match self.landing.partition {
+        let time = match self.landing.layout.partition {
             PartitionTime::Event => typed.time,
             PartitionTime::Publish => delivery.publish_time,
         };
         let name = &event_type.name;
-        let object_name =
-            path::event_object(&self.landing.prefix, name, &time, &delivery.message_id);
+        let object_name = path::event_object(
+            &self.landing.layout.prefix,
+            name,
+            &time,
+            &delivery.message_id,
+        );
         let object_uri = self.landing.uri(&object_name);
         // The payload parsed as JSON, so it is UTF-8.
         let raw = String::from_utf8_lossy(&delivery.data);
@@ -210,7 +213,7 @@ impl Classifier {
         poison: Poison,
     ) -> Arc<Record> {
         let object_name = path::dead_letter_object(
-            &self.landing.prefix,
+            &self.landing.layout.prefix,
             &delivery.publish_time,
             &delivery.message_id,
         );
@@ -329,8 +332,10 @@ pub(crate) mod testing {
             routing: Routing::default(),
             landing: Landing {
                 base_uri: Some("gs://bucket".into()),
-                prefix: "output".into(),
-                partition,
+                layout: LandingLayout {
+                    prefix: "output".into(),
+                    partition,
+                },
             },
         }
     }

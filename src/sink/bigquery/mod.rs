@@ -304,13 +304,10 @@ impl BigQueryWarehouse {
             match retry::within(self.deadline, insert).await {
                 Ok(response) => {
                     let outcomes = request::outcomes(response, stored.clone(), chunk.len());
-                    if let Some(Err(e)) = outcomes
-                        .iter()
-                        .find(|o| matches!(o, Err(e) if e.message.contains("lacks a column")))
-                    {
-                        self.mark_behind(table, e.message.clone());
+                    if let Some(why) = outcomes.missing_column {
+                        self.mark_behind(table, why);
                     }
-                    results.extend(outcomes);
+                    results.extend(outcomes.rows);
                 }
                 Err(e) => {
                     let error = SinkError::new(

@@ -70,13 +70,17 @@ pub fn insert_request(records: &[&Arc<Record>]) -> Result<TableDataInsertAllRequ
 /// not the row wrong, so it is retried rather than dead-lettered.
 pub const NO_SUCH_FIELD: &str = "no such field";
 
-/// One outcome per row: refused rows carry BigQuery's reason; every other row is `stored`.
-pub fn outcomes(
-    response: TableDataInsertAllResponse,
-    stored: Written,
-    rows: usize,
-) -> Vec<Result<Written, SinkError>> {
+/// What one insertAll call did with its rows.
+pub struct Outcomes {
+    /// One per row: refused rows carry BigQuery's reason; every other row is `stored`.
+    pub rows: Vec<Result<Written, SinkError>>,
+    /// Set when a row was refused because the table lacks a catalog column: the table is behind.
+    pub missing_column: Option<String>,
+}
+
+pub fn outcomes(response: TableDataInsertAllResponse, stored: Written, rows: usize) -> Outcomes {
     let mut outcomes: Vec<Result<Written, SinkError>> = vec![Ok(stored); rows];
+    let mut missing_column = None;
     for row_errors in response.insert_errors.unwrap_or_default() {
         let Some(index) = row_errors.index.and_then(|i| usize::try_from(i).ok()) else {
             continue;
@@ -101,9 +105,11 @@ pub fn outcomes(
                 message: "row was not inserted because another row failed".into(),
             })
         } else if let Some(message) = unknown_column {
+            let message = format!("the table lacks a column of the catalog ({message})");
+            missing_column.get_or_insert_with(|| message.clone());
             Err(SinkError {
                 sink: NAME,
-                message: format!("the table lacks a column of the catalog ({message})"),
+                message,
             })
         } else {
             let reasons: Vec<String> = errors
@@ -117,7 +123,10 @@ pub fn outcomes(
             Ok(Written::Rejected(reasons.join("; ")))
         };
     }
-    outcomes
+    Outcomes {
+        rows: outcomes,
+        missing_column,
+    }
 }
 
 #[cfg(test)]
@@ -162,7 +171,10 @@ mod tests {
             ]
         }))
         .unwrap();
-        let outcomes = outcomes(response, Written::Created, 4);
+        let Outcomes {
+            rows: outcomes,
+            missing_column,
+        } = outcomes(response, Written::Created, 4);
         assert_eq!(outcomes[0], Ok(Written::Created));
         assert_eq!(
             outcomes[1],
@@ -177,6 +189,10 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("lacks a column")
+        );
+        assert_eq!(
+            missing_column.as_deref(),
+            Some(outcomes[3].as_ref().unwrap_err().message.as_str())
         );
     }
 }
