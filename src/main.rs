@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
 
-use landfall::config::{Cli, Command, ServeArgs};
+use landfall::config::{self, Command, ConfigErrors, Given, ServeArgs};
 use landfall::startup::Application;
 use landfall::{commands, telemetry};
 
@@ -15,11 +15,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     landfall::startup::tune_allocator();
     landfall::startup::install_crypto_provider();
-    let cli = Cli::parse();
+    let (cli, given) = config::parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(*args).await,
+        None => serve(cli.serve, &given).await,
+        Some(Command::Serve(args)) => serve(*args, &given).await,
         Some(Command::Schema { command }) => commands::schema(command).await,
+        Some(Command::Redrive(args)) => {
+            let config = args.resolve(&given).unwrap_or_else(|e| refuse(&e));
+            commands::redrive(config).await
+        }
+        Some(Command::Backfill(args)) => {
+            let config = args.resolve(&given).unwrap_or_else(|e| refuse(&e));
+            commands::backfill(config).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,38 +39,39 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match args.resolve() {
-        Ok(config) => config,
-        Err(problems) => {
-            eprintln!("landfall: invalid configuration:");
-            for problem in &problems.0 {
-                eprintln!("  - {problem}");
-            }
-            std::process::exit(2);
-        }
-    };
-    telemetry::init(config.log_format, config.trace_project.clone());
-    let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal()).await
+/// A configuration that cannot run: every problem, then exit 2.
+fn refuse(problems: &ConfigErrors) -> ! {
+    eprintln!("landfall: invalid configuration:");
+    for problem in &problems.0 {
+        eprintln!("  - {problem}");
+    }
+    std::process::exit(2);
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Cloud Run sends before stopping an instance).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+async fn serve(args: ServeArgs, given: &Given) -> anyhow::Result<()> {
+    let config = args.resolve(given).unwrap_or_else(|e| refuse(&e));
+    telemetry::init(
+        config.log_format,
+        config.trace_project.clone(),
+        telemetry::LogTo::Stdout,
+    );
+    // Before anything can answer: a SIGTERM from then on drains instead of killing.
+    let shutdown = shutdown_signal()?;
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown).await
+}
+
+/// Listens for SIGINT (Ctrl-C) and SIGTERM (what Cloud Run sends before stopping an
+/// instance) from the moment it is called; the future resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
-    tracing::info!("stop signal received");
+        tracing::info!("stop signal received");
+    })
 }

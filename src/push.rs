@@ -19,18 +19,29 @@ use serde::Serialize;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::envelope::{self, Delivery};
+use crate::envelope;
 use crate::error::{ApiError, Outcome as Answered};
 use crate::event::{Classifier, Outcome, Poison, Record};
-use crate::sink::{Landed, Sinks};
+use crate::sink::{Fate, Sinks};
 use crate::telemetry::metrics::{Metrics, no_event_type};
 use crate::telemetry::trace::TraceContext;
 use crate::time::received_now;
 
+/// Bounds on what one push may take; only `/push` is limited, so that probes and scrapes
+/// still answer when ingestion is saturated.
+#[derive(Debug, Clone)]
+pub struct PushLimits {
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more are answered 429 at once.
+    pub max_concurrency: usize,
+    /// The deadline of one push, retries included.
+    pub request_timeout: Duration,
+}
+
 pub struct PushState {
     pub sinks: Sinks,
     pub classifier: Arc<Classifier>,
-    pub max_body_bytes: usize,
+    pub limits: PushLimits,
     pub metrics: Arc<Metrics>,
 }
 
@@ -66,6 +77,7 @@ pub async fn observe(
         trace_sampled = Empty,
         message_id = Empty,
         event_type = Empty,
+        rule = Empty,
         error = Empty,
     );
     if let Some(trace) = TraceContext::from_headers(request.headers()) {
@@ -138,75 +150,97 @@ pub async fn handler(
 type Failure = (ApiError, Option<EventTypeTag>);
 
 async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ack, Failure> {
-    let body = read_body(headers, body, state.max_body_bytes)
+    let body = read_body(headers, body, state.limits.max_body_bytes)
         .await
         .map_err(|e| (e, None))?;
     let delivery = envelope::decode(headers, body).map_err(|e| (e.into(), None))?;
     let span = tracing::Span::current();
     span.record("message_id", delivery.message_id.as_str());
     let received_at = received_now();
-    let record = state.classifier.classify(&delivery, received_at);
-    let tag = EventTypeTag(record.event_type().cloned().unwrap_or_else(no_event_type));
-    span.record("event_type", tag.0.as_ref());
     let lag = (received_at - delivery.publish_time)
         .to_std()
         .unwrap_or_default();
+    let record = state.classifier.classify(delivery, received_at);
+    let tag = EventTypeTag(record.event_type().cloned().unwrap_or_else(no_event_type));
+    span.record("event_type", tag.0.as_ref());
     state.metrics.delivery_lag(&tag.0, lag);
     let landed = state
         .sinks
         .land(record.clone())
         .await
         .map_err(|e| (e.into(), Some(tag.clone())))?;
-    let (record, duplicate) = match landed {
-        Landed::Stored => (record, false),
-        Landed::Duplicate => (record, true),
-        Landed::Rejected(reason) => dead_letter_rejected(state, &delivery, &record, reason)
-            .await
-            .map_err(|e| (e, Some(tag.clone())))?,
-    };
-    if let (Outcome::DeadLetter { rule, .. }, false) = (&record.outcome, duplicate) {
-        state.metrics.dead_letter(&tag.0, rule);
+    if let Outcome::DeadLetter { rule, .. } = &record.outcome {
+        span.record("rule", *rule);
+        if landed.fate == Fate::Stored {
+            state.metrics.dead_letter(&tag.0, rule);
+        }
     }
-    Ok(ack(&record, duplicate))
+    match landed.fate {
+        Fate::Stored => Ok(ack(&record, false, landed.landing_uri)),
+        Fate::Duplicate => Ok(ack(&record, true, landed.landing_uri)),
+        Fate::EarlierEvent => Ok(earlier_event(&record, landed.landing_uri)),
+        Fate::Rejected(reason) => dead_letter_rejected(state, &record, reason)
+            .await
+            .map_err(|e| (e, Some(tag.clone()))),
+    }
+}
+
+/// A refused redelivery of a message that landed as an event under an older catalog: it is a
+/// duplicate of that event, not a new dead letter (one message, one fate).
+fn earlier_event(record: &Record, landing_uri: Option<Arc<str>>) -> Ack {
+    Ack {
+        message_id: record.message_id().to_string(),
+        outcome: "landed",
+        duplicate: true,
+        event_type: record.event_type().cloned(),
+        landing_uri: landing_uri.map(|u| u.to_string()),
+        reason: None,
+    }
 }
 
 /// A warehouse refused a row for its content: keep it in the dead letter and ack, since
 /// redelivering the same content would be refused forever.
 async fn dead_letter_rejected(
     state: &PushState,
-    delivery: &Delivery,
     rejected: &Record,
     reason: String,
-) -> Result<(Arc<Record>, bool), ApiError> {
+) -> Result<Ack, ApiError> {
     let (false, Some(event_type)) = (rejected.is_dead_letter(), rejected.event_type()) else {
         // Dead-letter rows are plain text columns; a refusal means the schema is broken.
         return Err(ApiError::Internal(format!(
             "the dead letter was refused: {reason}"
         )));
     };
+    // No `prior`: the event it would be is the very one refused.
     let poison = Poison {
         reason: format!("rejected by the warehouse: {reason}"),
         rule: "warehouse_rejected",
         event_type: Some(event_type.clone()),
+        prior: None,
     };
     let record = state
         .classifier
-        .dead_letter(delivery, received_now(), poison);
+        .dead_letter(rejected.delivery.clone(), received_now(), poison);
     let landed = state.sinks.land(record.clone()).await?;
-    Ok((record, landed == Landed::Duplicate))
+    let duplicate = landed.fate == Fate::Duplicate;
+    if !duplicate {
+        state.metrics.dead_letter(event_type, "warehouse_rejected");
+    }
+    tracing::Span::current().record("rule", "warehouse_rejected");
+    Ok(ack(&record, duplicate, landed.landing_uri))
 }
 
-fn ack(record: &Arc<Record>, duplicate: bool) -> Ack {
+fn ack(record: &Record, duplicate: bool, landing_uri: Option<Arc<str>>) -> Ack {
     let (outcome, reason) = match &record.outcome {
         Outcome::Event { .. } => ("landed", None),
         Outcome::DeadLetter { reason, .. } => ("dead_lettered", Some(reason.clone())),
     };
     Ack {
-        message_id: record.message_id.clone(),
+        message_id: record.message_id().to_string(),
         outcome,
         duplicate,
         event_type: record.event_type().cloned(),
-        landing_uri: record.object_uri.clone(),
+        landing_uri: landing_uri.map(|u| u.to_string()),
         reason,
     }
 }

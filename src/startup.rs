@@ -17,19 +17,54 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::auth::{self, AuthConfig, PushAuth};
-use crate::config::Config;
 use crate::error::{self, ApiError};
-use crate::event::{Classifier, Landing};
+use crate::event::Classifier;
+use crate::event::route::Routing;
 use crate::health::{self, HealthState};
-use crate::push::{self, PushState};
-use crate::schema::Catalog;
-use crate::sink::batch::GroupCommit;
-use crate::sink::bigquery::BigQueryWarehouse;
-use crate::sink::gcs::GcsLanding;
-use crate::sink::local::LocalLanding;
+use crate::landing::bucket::{Bucket, GcsTarget};
+use crate::landing::folder::Folder;
+use crate::landing::{Landing, LandingBatchConfig, LandingLayout, Store};
+use crate::push::{self, PushLimits, PushState};
+use crate::schema::{Catalog, CatalogSource};
+use crate::sink::batch::{BatchConfig, GroupCommit};
+use crate::sink::bigquery::{BigQueryTarget, BigQueryWarehouse};
 use crate::sink::sqlite::SqliteWarehouse;
-use crate::sink::{Sink, Sinks};
+use crate::sink::{EmbeddedConfig, Queued, Sink, Sinks};
+use crate::telemetry::LogFormat;
 use crate::telemetry::metrics::Metrics;
+
+/// Everything [`Application::build`] needs, validated (by [`crate::config`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub catalog: CatalogSource,
+    pub routing: Routing,
+    pub sinks: SinkConfig,
+    pub auth: AuthConfig,
+    pub log_format: LogFormat,
+    pub trace_project: Option<String>,
+    pub metrics: bool,
+    pub limits: PushLimits,
+    /// After SIGTERM/SIGINT, how long in-flight requests and batches may take to finish.
+    pub shutdown_grace: Duration,
+    /// Settings given that do nothing in this configuration; logged at start.
+    pub warnings: Vec<String>,
+}
+
+/// Which sinks to write and how: what `serve` and the repair commands share.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub landing: LandingLayout,
+    pub landing_batch: LandingBatchConfig,
+    /// The folder and SQLite sinks; on when no Google sink is, or with `--also-local`.
+    pub embedded: Option<EmbeddedConfig>,
+    pub gcs: Option<GcsTarget>,
+    pub bigquery: Option<BigQueryTarget>,
+    /// `--batch-max-events` and `--batch-linger-ms`.
+    pub batch: BatchConfig,
+    /// How long one remote write may take, retries included.
+    pub deadline: Duration,
+}
 
 /// The TLS stacks of the two Google crates enable different rustls crypto backends; with both
 /// compiled in, rustls cannot pick one and the first HTTPS client panics. Pick one, once.
@@ -46,15 +81,6 @@ pub fn tune_allocator() {
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one of mimalloc's documented options; no memory is touched.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
-}
-
-/// Bounds on what one push may take.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_concurrency: usize,
-    pub request_timeout: Duration,
-    pub shutdown_grace: Duration,
 }
 
 /// Each piece behind its own `Arc`: handlers and middleware clone only the piece they use,
@@ -79,11 +105,11 @@ impl FromRef<AppState> for Arc<HealthState> {
     }
 }
 
-/// The sinks an application writes to, and the URI prefix rows record for landed objects.
+/// The sinks an application writes to: the landing layer's first, then the warehouses.
 pub struct SinkSet {
     pub sinks: Vec<Arc<dyn Sink>>,
-    /// `gs://bucket` or `file:///…/landing`: the first landing sink's.
-    pub landing_base_uri: Option<String>,
+    /// The landing layer's stores, the first one's objects named by rows (for reading back).
+    pub stores: Vec<Arc<dyn Store>>,
 }
 
 pub struct Application {
@@ -94,14 +120,58 @@ pub struct Application {
     /// Stops background tasks (the JWKS refresher).
     background: CancellationToken,
     grace: Duration,
+    serves: Serves,
+}
+
+/// What an application serves, for the line it logs when it starts serving.
+struct Serves {
+    landing: String,
+    warehouse: String,
+    event_types: String,
+    auth: &'static str,
+}
+
+impl Serves {
+    fn describe(config: &Config, catalog: &Catalog) -> Self {
+        let sinks = &config.sinks;
+        let mut landing = Vec::new();
+        if let Some(gcs) = &sinks.gcs {
+            landing.push(format!("gs://{}/{}", gcs.bucket, sinks.landing.prefix));
+        }
+        let mut warehouse = Vec::new();
+        if let Some(bigquery) = &sinks.bigquery {
+            warehouse.push(format!(
+                "BigQuery {}.{}",
+                bigquery.project, bigquery.dataset
+            ));
+        }
+        if let Some(embedded) = &sinks.embedded {
+            let dir = embedded.data_dir.display();
+            landing.push(format!("{dir}/landing/{}", sinks.landing.prefix));
+            warehouse.push(format!("SQLite {dir}/warehouse.db"));
+        }
+        Self {
+            landing: format!("{} ({} layout)", landing.join(" and "), sinks.landing.kind),
+            warehouse: warehouse.join(" and "),
+            event_types: catalog.names().join(", "),
+            auth: match &config.auth {
+                AuthConfig::None { .. } => "none",
+                AuthConfig::Oidc(oidc) => match oidc.trust {
+                    crate::auth::oidc::Trust::Signature => "oidc",
+                    crate::auth::oidc::Trust::CloudRun => "cloud-run",
+                },
+            },
+        }
+    }
 }
 
 impl Application {
     /// Loads the catalog (refusing a broken one), connects the configured sinks and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::load(&config.catalog)?);
-        let sinks = build_sinks(&config, &catalog).await?;
-        Self::with_sinks(config, catalog, sinks).await
+        let metrics = Arc::new(metrics(&config));
+        let sinks = build_sinks(&config.sinks, &catalog, &metrics).await?;
+        Self::assemble(config, catalog, sinks, metrics).await
     }
 
     /// The same application over sinks of the caller's choosing (the benchmark measures the
@@ -111,38 +181,35 @@ impl Application {
         catalog: Arc<Catalog>,
         sinks: SinkSet,
     ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(metrics(&config));
+        Self::assemble(config, catalog, sinks, metrics).await
+    }
+
+    async fn assemble(
+        config: Config,
+        catalog: Arc<Catalog>,
+        sinks: SinkSet,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
         warn_if_unauthenticated(&config.auth);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let serves = Serves::describe(&config, &catalog);
         let background = CancellationToken::new();
         let auth = PushAuth::start(&config.auth, &background)?;
-        let oidc = matches!(config.auth, AuthConfig::Oidc(_));
-        let metrics = Arc::new(if config.metrics {
-            Metrics::new(config.limits.request_timeout, oidc)
-        } else {
-            Metrics::disabled(config.limits.request_timeout)
-        });
-        let mut writers = Vec::new();
-        let mut queues = Vec::new();
-        for sink in sinks.sinks {
-            let (queue, writer) =
-                GroupCommit::spawn(sink.clone(), config.batch, metrics.sink(sink.name()));
-            queues.push((sink, queue));
-            writers.push(writer);
-        }
-        let sinks_handle = Sinks::new(queues);
+        let (sinks_handle, writers) = start_writers(sinks, config.sinks.batch, &metrics);
         let classifier = Classifier {
             catalog,
             routing: config.routing.clone(),
-            landing: Landing {
-                base_uri: sinks.landing_base_uri,
-                layout: config.landing.clone(),
-            },
+            partition: config.sinks.landing.partition,
         };
         let state = AppState {
             push: Arc::new(PushState {
                 sinks: sinks_handle.clone(),
                 classifier: Arc::new(classifier),
-                max_body_bytes: config.limits.max_body_bytes,
+                limits: config.limits.clone(),
                 metrics: metrics.clone(),
             }),
             health: Arc::new(HealthState {
@@ -161,7 +228,8 @@ impl Application {
             router: router(state, &config),
             writers,
             background,
-            grace: config.limits.shutdown_grace,
+            grace: config.shutdown_grace,
+            serves,
         })
     }
 
@@ -183,7 +251,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stopping = CancellationToken::new();
         let signal = stopping.clone();
-        tracing::info!(address = %self.local_addr(), "landfall is serving");
+        let serves = &self.serves;
+        tracing::info!(
+            address = %self.local_addr(),
+            landing = %serves.landing,
+            warehouse = %serves.warehouse,
+            event_types = %serves.event_types,
+            auth = serves.auth,
+            "landfall is serving"
+        );
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             signal.cancel();
@@ -226,38 +302,104 @@ fn warn_if_unauthenticated(auth: &AuthConfig) {
     }
 }
 
-/// The configured sinks: the landing layer first, then the warehouses.
-async fn build_sinks(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<SinkSet> {
-    // Remote writes, retries included, must finish while Pub/Sub still waits for the answer.
-    let deadline = config.limits.request_timeout;
-    let mut set = SinkSet {
-        sinks: Vec::new(),
-        landing_base_uri: None,
-    };
+fn metrics(config: &Config) -> Metrics {
+    let oidc = matches!(config.auth, AuthConfig::Oidc(_));
+    if config.metrics {
+        Metrics::new(config.limits.request_timeout, oidc)
+    } else {
+        Metrics::disabled(config.limits.request_timeout)
+    }
+}
+
+/// A group-commit writer for each sink (two for a sink that batches redeliveries apart);
+/// `batch` is `--batch-max-events` and `--batch-linger-ms`.
+pub fn start_writers(
+    sinks: SinkSet,
+    batch: BatchConfig,
+    metrics: &Metrics,
+) -> (Sinks, Vec<JoinHandle<()>>) {
+    let mut writers = Vec::new();
+    let mut queues = Vec::new();
+    for sink in sinks.sinks {
+        let handles = metrics.sink(sink.name());
+        let (fresh, writer) =
+            GroupCommit::spawn(sink.clone(), sink.batch_config(batch), handles.clone());
+        writers.push(writer);
+        let replays = sink.replay_batch_config().map(|replay| {
+            let (queue, writer) = GroupCommit::spawn(sink.clone(), replay, handles);
+            writers.push(writer);
+            queue
+        });
+        queues.push(Queued {
+            sink,
+            fresh,
+            replays,
+        });
+    }
+    (Sinks::new(queues), writers)
+}
+
+/// The configured landing stores: the bucket first (rows name its objects), then the folder.
+async fn landing_stores(config: &SinkConfig) -> anyhow::Result<Vec<Arc<dyn Store>>> {
+    let deadline = config.deadline;
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
     if let Some(target) = &config.gcs {
-        let bucket = GcsLanding::connect(target, &config.landing.prefix, deadline).await?;
-        set.landing_base_uri
-            .get_or_insert_with(|| bucket.base_uri());
-        set.sinks.push(Arc::new(bucket));
+        stores.push(Arc::new(
+            Bucket::connect(target, &config.landing.prefix, deadline).await?,
+        ));
     }
     if let Some(embedded) = &config.embedded {
-        std::fs::create_dir_all(&embedded.data_dir)
-            .with_context(|| format!("failed to create {}", embedded.data_dir.display()))?;
-        let folder = LocalLanding::open(embedded.data_dir.join("landing"))?;
-        set.landing_base_uri
-            .get_or_insert_with(|| folder.base_uri());
-        set.sinks.push(Arc::new(folder));
+        create_data_dir(&embedded.data_dir)?;
+        stores.push(Arc::new(Folder::open(embedded.data_dir.join("landing"))?));
+    }
+    Ok(stores)
+}
+
+fn create_data_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.exists() && !path.is_dir() {
+        anyhow::bail!(
+            "--data-dir (LANDFALL_DATA_DIR) {} is a file, not a folder",
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(path).with_context(|| {
+        format!(
+            "--data-dir (LANDFALL_DATA_DIR): cannot create the folder {}",
+            path.display()
+        )
+    })
+}
+
+/// The configured sinks: the landing layer first, then the warehouses.
+pub async fn build_sinks(
+    config: &SinkConfig,
+    catalog: &Arc<Catalog>,
+    metrics: &Metrics,
+) -> anyhow::Result<SinkSet> {
+    let deadline = config.deadline;
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    let stores = landing_stores(config).await?;
+    for store in &stores {
+        let handles = metrics.landing(store.name());
+        let landing = Landing::open(
+            config.landing.clone(),
+            store.clone(),
+            config.landing_batch,
+            handles,
+        )
+        .await?;
+        sinks.push(Arc::new(landing));
     }
     if let Some(target) = &config.bigquery {
         let warehouse = BigQueryWarehouse::connect(target, catalog.clone(), deadline).await?;
-        set.sinks.push(Arc::new(warehouse));
+        sinks.push(Arc::new(warehouse));
     }
     if let Some(embedded) = &config.embedded {
         let database = embedded.data_dir.join("warehouse.db");
         let warehouse = SqliteWarehouse::open(&database, embedded.sqlite_busy_timeout, catalog)?;
-        set.sinks.push(Arc::new(warehouse));
+        sinks.push(Arc::new(warehouse));
     }
-    Ok(set)
+    Ok(SinkSet { sinks, stores })
 }
 
 fn router(state: AppState, config: &Config) -> Router {

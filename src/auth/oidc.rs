@@ -43,6 +43,9 @@ pub struct OidcConfig {
     pub issuers: Vec<String>,
     pub leeway: Duration,
     pub trust: Trust,
+    /// With [`Trust::CloudRun`]: where an unauthenticated probe goes to prove that Cloud Run
+    /// turns such calls away (the service's own URL).
+    pub probe_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,25 +1,26 @@
-//! From a delivered message to a [`Record`]: the landing object and the warehouse row that the
-//! sinks write. Every delivery becomes a record; a payload that is not a valid event becomes a
+//! From a delivered message to a [`Record`]: the facts the landing layer writes and the
+//! warehouse row. Every delivery becomes a record; a payload that is not a valid event becomes a
 //! dead-letter record carrying the reason.
 
-pub mod path;
 pub mod route;
 
 use std::sync::Arc;
 
 use base64::Engine;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::envelope::Delivery;
 use crate::schema::metadata::{self, DeadLetterFacts};
-use crate::schema::{Catalog, Cell, EventType, RowSource, Table};
-use crate::time::format_timestamp;
+use crate::schema::{Catalog, Cell, EventType, RowSource, Table, Typed};
+use crate::time::parse_timestamp;
 use route::Routing;
 
 /// Which time partitions the landing path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PartitionTime {
     /// The event's own time (its catalog `time_field`).
     Event,
@@ -27,27 +28,12 @@ pub enum PartitionTime {
     Publish,
 }
 
-/// How landing object names are laid out (the settings part of [`Landing`]).
-#[derive(Debug, Clone)]
-pub struct LandingLayout {
-    pub prefix: String,
-    pub partition: PartitionTime,
-}
-
-/// Where the landing copy is written, with the URI scheme that rows record
-/// (`gs://bucket` or `file:///abs/landing`).
-#[derive(Debug, Clone)]
-pub struct Landing {
-    /// `None` when no landing layer is configured (BigQuery alone).
-    pub base_uri: Option<String>,
-    pub layout: LandingLayout,
-}
-
-impl Landing {
-    fn uri(&self, object_name: &str) -> Option<String> {
-        self.base_uri
-            .as_ref()
-            .map(|base| format!("{base}/{object_name}"))
+impl std::fmt::Display for PartitionTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PartitionTime::Event => "event",
+            PartitionTime::Publish => "publish",
+        })
     }
 }
 
@@ -63,26 +49,45 @@ pub enum Outcome {
         rule: &'static str,
         /// Set when the message named a known event type.
         event_type: Option<Arc<str>>,
+        /// The event this message would have been, when the payload still says which: an
+        /// earlier delivery may have landed as that event under an older catalog.
+        prior: Option<Prior>,
     },
 }
 
-/// One landing object plus one warehouse row: what every sink receives.
+/// An event's identity without its row: enough to find it in the landing layer and in its
+/// table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prior {
+    pub event_type: Arc<str>,
+    pub table: Arc<Table>,
+    /// The value of the type's time field (it partitions the table).
+    pub time: DateTime<Utc>,
+    /// The time that partitions its landing path.
+    pub landing_time: DateTime<Utc>,
+}
+
+/// One message, classified: what the landing layer writes and the warehouse row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    pub message_id: String,
+    pub delivery: Delivery,
+    /// When landfall received it (for a repaired record: when it first did).
+    pub received_at: DateTime<Utc>,
     pub outcome: Outcome,
     pub table: Arc<Table>,
-    pub object_name: String,
-    pub object_uri: Option<String>,
-    pub object_body: Bytes,
-    /// Custom metadata on the landing object.
-    pub object_metadata: Vec<(&'static str, String)>,
-    /// One cell per column of `table`, in its order.
+    /// One cell per column of `table`, in its order; `landing_uri` stays NULL here, since
+    /// only the landing layer knows it (in the batch layout, once the batch is cut).
     pub row: Vec<Cell>,
-    pub publish_time: DateTime<Utc>,
+    /// The time that partitions its landing path: the event time or the publish time for an
+    /// event, the publish time for a dead letter.
+    pub landing_time: DateTime<Utc>,
 }
 
 impl Record {
+    pub fn message_id(&self) -> &str {
+        &self.delivery.message_id
+    }
+
     pub fn event_type(&self) -> Option<&Arc<str>> {
         match &self.outcome {
             Outcome::Event { event_type } => Some(event_type),
@@ -94,9 +99,31 @@ impl Record {
         matches!(self.outcome, Outcome::DeadLetter { .. })
     }
 
+    pub fn prior(&self) -> Option<&Prior> {
+        match &self.outcome {
+            Outcome::DeadLetter { prior, .. } => prior.as_ref(),
+            Outcome::Event { .. } => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::DeadLetter { reason, .. } => Some(reason),
+            Outcome::Event { .. } => None,
+        }
+    }
+
     /// The value of one of the row's columns.
     pub fn cell(&self, column: &str) -> Option<&Cell> {
         self.table.column_index(column).map(|i| &self.row[i])
+    }
+
+    /// The value of the column that partitions its table (the time field, or `received_at`).
+    pub fn partition_time(&self) -> Option<DateTime<Utc>> {
+        match self.cell(&self.table.partition_by) {
+            Some(Cell::Timestamp(t)) => Some(*t),
+            _ => None,
+        }
     }
 }
 
@@ -106,6 +133,7 @@ pub struct Poison {
     pub reason: String,
     pub rule: &'static str,
     pub event_type: Option<Arc<str>>,
+    pub prior: Option<Prior>,
 }
 
 impl Poison {
@@ -114,21 +142,22 @@ impl Poison {
             reason,
             rule,
             event_type: None,
+            prior: None,
         }
     }
 }
 
-/// Turns deliveries into records with one catalog, one routing rule and one landing layout.
+/// Turns deliveries into records with one catalog, one routing rule and one partitioning.
 pub struct Classifier {
     pub catalog: Arc<Catalog>,
     pub routing: Routing,
-    pub landing: Landing,
+    pub partition: PartitionTime,
 }
 
 impl Classifier {
     /// An event record, or a dead-letter record when the payload is poison.
-    pub fn classify(&self, delivery: &Delivery, received_at: DateTime<Utc>) -> Arc<Record> {
-        match self.parse(delivery) {
+    pub fn classify(&self, delivery: Delivery, received_at: DateTime<Utc>) -> Arc<Record> {
+        match self.parse(&delivery) {
             Ok((event_type, typed)) => {
                 Arc::new(self.event(delivery, received_at, event_type, typed))
             }
@@ -136,11 +165,17 @@ impl Classifier {
         }
     }
 
-    fn parse<'c>(
-        &'c self,
-        delivery: &Delivery,
-    ) -> Result<(&'c Arc<EventType>, crate::schema::Typed), Poison> {
-        let payload: Value = serde_json::from_slice(&delivery.data)
+    fn parse<'c>(&'c self, delivery: &Delivery) -> Result<(&'c Arc<EventType>, Typed), Poison> {
+        let text = std::str::from_utf8(&delivery.data).map_err(|e| {
+            Poison::untyped(
+                format!(
+                    "payload is not UTF-8 text (byte {} is not valid UTF-8), so it cannot be JSON",
+                    e.valid_up_to()
+                ),
+                "not_json",
+            )
+        })?;
+        let payload: Value = serde_json::from_str(text)
             .map_err(|e| Poison::untyped(format!("payload is not valid JSON: {e}"), "not_json"))?;
         if !payload.is_object() {
             return Err(Poison::untyped(
@@ -155,113 +190,87 @@ impl Classifier {
             reason: format!("{}{v}", event_type.name),
             rule: v.rule,
             event_type: Some(event_type.name.clone()),
+            prior: self.prior(event_type, &payload, delivery),
         })?;
         Ok((event_type, typed))
     }
 
+    /// The event a refused payload would have been, when its time field still reads.
+    fn prior(&self, event_type: &EventType, payload: &Value, delivery: &Delivery) -> Option<Prior> {
+        let time = payload
+            .get(&event_type.table.partition_by)
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp)?;
+        Some(Prior {
+            event_type: event_type.name.clone(),
+            table: event_type.table.clone(),
+            time,
+            landing_time: self.landing_time(time, delivery),
+        })
+    }
+
+    fn landing_time(&self, event_time: DateTime<Utc>, delivery: &Delivery) -> DateTime<Utc> {
+        match self.partition {
+            PartitionTime::Event => event_time,
+            PartitionTime::Publish => delivery.publish_time,
+        }
+    }
+
     fn event(
         &self,
-        delivery: &Delivery,
+        delivery: Delivery,
         received_at: DateTime<Utc>,
         event_type: &EventType,
-        typed: crate::schema::Typed,
+        typed: Typed,
     ) -> Record {
-        let time = match self.landing.layout.partition {
-            PartitionTime::Event => typed.time,
-            PartitionTime::Publish => delivery.publish_time,
-        };
-        let name = &event_type.name;
-        let object_name = path::event_object(
-            &self.landing.layout.prefix,
-            name,
-            &time,
-            &delivery.message_id,
-        );
-        let object_uri = self.landing.uri(&object_name);
+        let landing_time = self.landing_time(typed.time, &delivery);
         // The payload parsed as JSON, so it is UTF-8.
         let raw = String::from_utf8_lossy(&delivery.data);
-        let source = row_source(
-            delivery,
-            received_at,
-            object_uri.as_deref(),
-            Some(&raw),
-            None,
-        );
+        let source = row_source(&delivery, received_at, Some(&raw), None);
         let table = event_type.table.clone();
         let mut row = typed.cells;
         row.extend(metadata::cells(table.metadata, &source));
         Record {
-            message_id: delivery.message_id.clone(),
             outcome: Outcome::Event {
-                event_type: name.clone(),
+                event_type: event_type.name.clone(),
             },
             table,
-            object_metadata: object_metadata(delivery, Some(name)),
-            object_name,
-            object_uri,
-            object_body: delivery.data.clone(),
             row,
-            publish_time: delivery.publish_time,
+            landing_time,
+            received_at,
+            delivery,
         }
     }
 
     /// A dead-letter record: for poison payloads and for rows a warehouse refuses.
     pub fn dead_letter(
         &self,
-        delivery: &Delivery,
+        delivery: Delivery,
         received_at: DateTime<Utc>,
         poison: Poison,
     ) -> Arc<Record> {
-        let object_name = path::dead_letter_object(
-            &self.landing.layout.prefix,
-            &delivery.publish_time,
-            &delivery.message_id,
-        );
-        let object_uri = self.landing.uri(&object_name);
         let (data, encoding) = data_text(&delivery.data);
-        let event_type = poison.event_type.as_deref();
-        let body = json!({
-            "message_id": delivery.message_id,
-            "publish_time": format_timestamp(&delivery.publish_time),
-            "received_at": format_timestamp(&received_at),
-            "subscription": delivery.subscription,
-            "attributes": delivery.attributes,
-            "event_type": event_type,
-            "reason": poison.reason,
-            "data": data,
-            "data_encoding": encoding,
-        });
         let facts = DeadLetterFacts {
-            event_type,
+            event_type: poison.event_type.as_deref(),
             reason: &poison.reason,
             data: &data,
             data_encoding: encoding,
         };
-        let source = row_source(
-            delivery,
-            received_at,
-            object_uri.as_deref(),
-            None,
-            Some(facts),
-        );
+        let source = row_source(&delivery, received_at, None, Some(facts));
         let table = self.catalog.dead_letter().clone();
         let row = metadata::cells(table.metadata, &source).collect();
         Arc::new(Record {
-            message_id: delivery.message_id.clone(),
-            object_metadata: object_metadata(delivery, event_type),
             outcome: Outcome::DeadLetter {
                 reason: poison.reason,
                 rule: poison.rule,
                 event_type: poison.event_type,
+                prior: poison.prior,
             },
             table,
-            object_name,
-            object_uri,
-            object_body: Bytes::from(
-                serde_json::to_vec_pretty(&body).expect("a JSON value serialises"),
-            ),
             row,
-            publish_time: delivery.publish_time,
+            landing_time: delivery.publish_time,
+            received_at,
+            delivery,
         })
     }
 }
@@ -269,7 +278,6 @@ impl Classifier {
 fn row_source<'a>(
     delivery: &'a Delivery,
     received_at: DateTime<Utc>,
-    landing_uri: Option<&'a str>,
     raw: Option<&'a str>,
     dead_letter: Option<DeadLetterFacts<'a>>,
 ) -> RowSource<'a> {
@@ -280,28 +288,14 @@ fn row_source<'a>(
         subscription: delivery.subscription.as_deref(),
         attributes: &delivery.attributes,
         delivery_attempt: delivery.delivery_attempt,
-        landing_uri,
+        landing_uri: None,
         raw,
         dead_letter,
     }
 }
 
-fn object_metadata(delivery: &Delivery, event_type: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut metadata = vec![
-        ("message_id", delivery.message_id.clone()),
-        ("publish_time", format_timestamp(&delivery.publish_time)),
-    ];
-    if let Some(subscription) = &delivery.subscription {
-        metadata.push(("subscription", subscription.clone()));
-    }
-    if let Some(event_type) = event_type {
-        metadata.push(("event_type", event_type.to_string()));
-    }
-    metadata
-}
-
 /// Message data as text when it is UTF-8, otherwise base64, with the encoding named.
-fn data_text(data: &[u8]) -> (String, &'static str) {
+pub fn data_text(data: &[u8]) -> (String, &'static str) {
     match std::str::from_utf8(data) {
         Ok(text) => (text.to_string(), "utf-8"),
         Err(_) => (
@@ -316,7 +310,7 @@ fn data_text(data: &[u8]) -> (String, &'static str) {
 pub(crate) mod testing {
     use super::*;
     use crate::schema::CatalogSource;
-    use crate::time::parse_timestamp;
+    use bytes::Bytes;
 
     /// The shipped catalog, loaded once for all tests.
     pub fn catalog() -> Arc<Catalog> {
@@ -330,13 +324,7 @@ pub(crate) mod testing {
         Classifier {
             catalog: catalog(),
             routing: Routing::default(),
-            landing: Landing {
-                base_uri: Some("gs://bucket".into()),
-                layout: LandingLayout {
-                    prefix: "output".into(),
-                    partition,
-                },
-            },
+            partition,
         }
     }
 
@@ -353,7 +341,7 @@ pub(crate) mod testing {
     }
 
     pub fn record(id: &str, data: &[u8]) -> Arc<Record> {
-        classifier(PartitionTime::Event).classify(&delivery(id, data), Utc::now())
+        classifier(PartitionTime::Event).classify(delivery(id, data), Utc::now())
     }
 }
 
@@ -361,6 +349,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::classifier;
     use super::*;
+    use bytes::Bytes;
 
     fn delivery(data: &str) -> Delivery {
         testing::delivery("77", data.as_bytes())
@@ -376,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_valid_event_lands_at_its_event_time_with_a_cell_per_column() {
-        let record = classifier(PartitionTime::Event).classify(&delivery(INVENTORY), Utc::now());
+        let record = classifier(PartitionTime::Event).classify(delivery(INVENTORY), Utc::now());
         assert_eq!(
             record.outcome,
             Outcome::Event {
@@ -384,27 +373,24 @@ mod tests {
             }
         );
         assert_eq!(
-            record.object_name,
-            "output/inventory/2026/11/24/23/59/inventory_20261124235959_77.json"
+            record.landing_time,
+            parse_timestamp("2026-11-24T23:59:59Z").unwrap()
         );
-        assert_eq!(
-            record.object_uri,
-            Some(format!("gs://bucket/{}", record.object_name))
-        );
-        assert_eq!(&record.object_body[..], INVENTORY.as_bytes());
+        assert_eq!(&record.delivery.data[..], INVENTORY.as_bytes());
         assert_eq!(record.row.len(), record.table.columns().count());
         assert_eq!(cell(&record, "raw"), &Cell::Json(INVENTORY.to_string()));
         assert_eq!(cell(&record, "quantity_change"), &Cell::Int(-3));
         assert_eq!(cell(&record, "delivery_attempt"), &Cell::Int(2));
         assert_eq!(cell(&record, "message_id"), &Cell::String("77".into()));
+        assert_eq!(cell(&record, "landing_uri"), &Cell::Null);
     }
 
     #[test]
     fn publish_partitioning_uses_the_publish_time() {
-        let record = classifier(PartitionTime::Publish).classify(&delivery(INVENTORY), Utc::now());
+        let record = classifier(PartitionTime::Publish).classify(delivery(INVENTORY), Utc::now());
         assert_eq!(
-            record.object_name,
-            "output/inventory/2026/11/25/10/00/inventory_20261125100000_77.json"
+            record.landing_time,
+            parse_timestamp("2026-11-25T10:00:00Z").unwrap()
         );
     }
 
@@ -422,7 +408,7 @@ mod tests {
             (r#"{"event_type":"inventory"}"#, "inventory.", "required"),
         ];
         for (data, reason, rule) in cases {
-            let record = classifier(PartitionTime::Event).classify(&delivery(data), Utc::now());
+            let record = classifier(PartitionTime::Event).classify(delivery(data), Utc::now());
             match &record.outcome {
                 Outcome::DeadLetter {
                     reason: got,
@@ -434,23 +420,46 @@ mod tests {
                 }
                 other => panic!("{data}: {other:?}"),
             }
-            assert_eq!(
-                record.object_name,
-                "output/_dead_letter/2026/11/25/10/00/77.json"
-            );
+            assert_eq!(record.landing_time, record.delivery.publish_time);
             assert_eq!(record.row.len(), record.table.columns().count());
         }
     }
 
     #[test]
-    fn binary_data_is_kept_as_base64_in_the_dead_letter() {
+    fn a_refused_event_whose_time_still_reads_names_the_event_it_would_have_been() {
+        let bad = INVENTORY.replace("-3", "-300");
+        let record = classifier(PartitionTime::Event).classify(delivery(&bad), Utc::now());
+        let prior = record
+            .prior()
+            .expect("the type and the time field still read");
+        assert_eq!(&*prior.event_type, "inventory");
+        assert_eq!(prior.table.name, "inventory");
+        assert_eq!(prior.time, parse_timestamp("2026-11-24T23:59:59Z").unwrap());
+        assert_eq!(prior.landing_time, prior.time);
+        let by_publish = classifier(PartitionTime::Publish).classify(delivery(&bad), Utc::now());
+        assert_eq!(
+            by_publish.prior().unwrap().landing_time,
+            by_publish.delivery.publish_time
+        );
+        let no_time = INVENTORY.replace("2026-11-24T23:59:59Z", "yesterday");
+        let record = classifier(PartitionTime::Event).classify(delivery(&no_time), Utc::now());
+        assert!(record.is_dead_letter());
+        assert_eq!(record.prior(), None, "no time field, no event to look for");
+    }
+
+    #[test]
+    fn binary_data_is_kept_as_base64_in_the_dead_letter_and_named_as_not_utf8() {
         let mut d = delivery("");
-        d.data = Bytes::from_static(&[0xff, 0x00, 0x01]);
-        let record = classifier(PartitionTime::Event).classify(&d, Utc::now());
-        assert_eq!(cell(&record, "data"), &Cell::String("/wAB".into()));
+        d.data = Bytes::from_static(&[b'{', 0xff, 0x00, 0x01]);
+        let record = classifier(PartitionTime::Event).classify(d, Utc::now());
+        assert_eq!(cell(&record, "data"), &Cell::String("e/8AAQ==".into()));
         assert_eq!(
             cell(&record, "data_encoding"),
             &Cell::String("base64".into())
+        );
+        assert_eq!(
+            record.reason(),
+            Some("payload is not UTF-8 text (byte 1 is not valid UTF-8), so it cannot be JSON")
         );
     }
 }

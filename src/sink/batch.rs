@@ -1,7 +1,7 @@
 //! Group commit: concurrent requests queue their record, one worker per sink takes whatever
-//! has queued (up to `max_events`, waiting at most `linger` for more), writes it as one batch
-//! and answers each request with its own result. Under load the batches grow by themselves,
-//! so the durable step's cost is shared instead of paid per event.
+//! has queued (up to `max_events` and `max_bytes`, waiting at most `linger` for more), writes
+//! it as one batch and answers each request with its own result. Under load the batches grow
+//! by themselves, so the durable step's cost is shared instead of paid per event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,15 +13,34 @@ use tokio::time::timeout_at;
 use super::{Entry, Sink, SinkError, Written};
 use crate::telemetry::metrics::SinkMetrics;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
     pub max_events: usize,
+    /// Most payload bytes in one batch.
+    pub max_bytes: usize,
     pub linger: Duration,
+}
+
+impl BatchConfig {
+    pub fn new(max_events: usize, linger: Duration) -> Self {
+        Self {
+            max_events,
+            max_bytes: usize::MAX,
+            linger,
+        }
+    }
 }
 
 struct Job {
     entry: Entry,
     reply: oneshot::Sender<Result<Written, SinkError>>,
+}
+
+impl Job {
+    /// What the job adds to a batch's bytes: its payload, and room for what goes around it.
+    fn size(&self) -> usize {
+        self.entry.record.delivery.data.len() + 256
+    }
 }
 
 /// A handle that submits records to one sink's batching worker.
@@ -32,8 +51,10 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the worker. It runs until every handle is dropped, then finishes the batches it
-    /// holds; await the returned task to know they are done.
+    /// Starts the worker, cutting batches as `config` says (the sink's
+    /// [`Sink::batch_config`] or [`Sink::replay_batch_config`]). It runs until every handle is
+    /// dropped, then finishes the batches it holds; await the returned task to know they are
+    /// done.
     pub fn spawn(
         sink: Arc<dyn Sink>,
         config: BatchConfig,
@@ -69,12 +90,20 @@ async fn run(
 ) {
     let in_flight = sink.batches_in_flight().max(1);
     let config = BatchConfig {
-        max_events: config.max_events.min(sink.max_batch_events()).max(1),
+        max_events: config.max_events.max(1),
         ..config
     };
     let slots = Arc::new(Semaphore::new(in_flight));
-    while let Some(first) = rx.recv().await {
-        let jobs = collect(first, &mut rx, &config).await;
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let jobs = collect(first, &mut rx, &config, &mut carried).await;
         let slot = slots
             .clone()
             .acquire_owned()
@@ -90,18 +119,32 @@ async fn run(
     let _ = slots.acquire_many(in_flight as u32).await;
 }
 
-async fn collect(first: Job, rx: &mut mpsc::Receiver<Job>, config: &BatchConfig) -> Vec<Job> {
+/// A batch: `first`, then whatever comes before the linger ends or a limit is reached. A job
+/// that would take the batch past `max_bytes` starts the next one instead.
+async fn collect(
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    config: &BatchConfig,
+    carried: &mut Option<Job>,
+) -> Vec<Job> {
+    let mut bytes = first.size();
     let mut jobs = vec![first];
     let deadline = tokio::time::Instant::now() + config.linger;
-    while jobs.len() < config.max_events {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
+    while jobs.len() < config.max_events && bytes < config.max_bytes {
+        let job = match rx.try_recv() {
+            Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => match timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => jobs.push(job),
+                Ok(Some(job)) => job,
                 Ok(None) | Err(_) => break,
             },
+        };
+        if bytes + job.size() > config.max_bytes {
+            *carried = Some(job);
+            break;
         }
+        bytes += job.size();
+        jobs.push(job);
     }
     jobs
 }
@@ -175,10 +218,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_submissions_share_batches_capped_at_max_events() {
         let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
-        let config = BatchConfig {
-            max_events: 4,
-            linger: Duration::from_millis(5),
-        };
+        let config = BatchConfig::new(4, Duration::from_millis(5));
         let metrics = SinkMetrics::detached();
         let (queue, worker) = GroupCommit::spawn(sink.clone(), config, metrics.clone());
         let submissions: Vec<_> = (0..10)
@@ -186,7 +226,7 @@ mod tests {
                 let queue = queue.clone();
                 let entry = Entry {
                     record: record(&i.to_string(), b"{}"),
-                    landed_before: None,
+                    landing: None,
                 };
                 tokio::spawn(async move { queue.submit(entry).await })
             })
@@ -198,5 +238,61 @@ mod tests {
         worker.await.unwrap();
         assert_eq!(*sink.0.lock().unwrap(), vec![4, 4, 2]);
         assert_eq!(metrics.batch_failed.get(), 0);
+    }
+}
+
+#[cfg(test)]
+mod byte_limit_tests {
+    use super::*;
+    use crate::event::testing::record;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    struct Sizes(Mutex<Vec<usize>>);
+
+    #[async_trait]
+    impl Sink for Sizes {
+        fn name(&self) -> &'static str {
+            "sizes"
+        }
+        fn layer(&self) -> super::super::Layer {
+            super::super::Layer::Landing
+        }
+        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+            self.0.lock().unwrap().push(batch.len());
+            batch.iter().map(|_| Ok(Written::Created)).collect()
+        }
+        async fn check(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_stops_before_it_would_pass_max_bytes() {
+        let sink = Arc::new(Sizes(Mutex::new(Vec::new())));
+        // Each job is 1,000 bytes of payload and 256 of room: three fit in 4,000.
+        let config = BatchConfig {
+            max_events: 100,
+            max_bytes: 4_000,
+            linger: Duration::from_millis(50),
+        };
+        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
+        let payload = vec![b' '; 1000];
+        let submissions: Vec<_> = (0..7)
+            .map(|i| {
+                let queue = queue.clone();
+                let entry = Entry {
+                    record: record(&i.to_string(), &payload),
+                    landing: None,
+                };
+                tokio::spawn(async move { queue.submit(entry).await })
+            })
+            .collect();
+        for s in submissions {
+            assert_eq!(s.await.unwrap(), Ok(Written::Created));
+        }
+        drop(queue);
+        worker.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![3, 3, 1]);
     }
 }

@@ -3,30 +3,33 @@
 //! events; [`batch::GroupCommit`] builds those batches from concurrent requests and [`Sinks`]
 //! sends each record to every configured sink.
 //!
-//! Landing layer: [`local::LocalLanding`] (a folder) or [`gcs::GcsLanding`].
+//! Landing layer: [`crate::landing::Landing`] (a layout over a folder or a bucket).
 //! Raw layer: [`sqlite::SqliteWarehouse`] or [`bigquery::BigQueryWarehouse`].
 //!
-//! The landing layer is written first when a warehouse needs to know whether a record is a
-//! redelivery ([`Sink::needs_landing_verdict`]): an object that already existed is the
-//! perfect record of "this message landed before", and a warehouse row is only ever written
-//! after its object exists.
+//! The landing layer is written first, and a warehouse row only after its object is durable:
+//! the row records where that object is, and the object tells whether the message landed
+//! before (in the `event` layout, an object that already existed is the perfect record of an
+//! earlier delivery). A warehouse that cannot refuse a second row by itself (BigQuery) uses
+//! that verdict to look up only the redeliveries.
 
 pub mod batch;
 pub mod bigquery;
-pub mod gcs;
-pub mod local;
 pub mod readiness;
 pub mod sqlite;
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
 use crate::event::Record;
-use batch::GroupCommit;
+use crate::schema::{Cell, Table};
+use batch::{BatchConfig, GroupCommit};
 
 /// The embedded sinks: a landing folder and a SQLite warehouse under one data folder.
 #[derive(Debug, Clone)]
@@ -37,6 +40,15 @@ pub struct EmbeddedConfig {
     pub sqlite_busy_timeout: Duration,
 }
 
+/// Where the landing layer put a record, and what it knows of earlier deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub uri: Arc<str>,
+    /// `Some(true)`: the object already existed (a redelivery); `Some(false)`: it is new;
+    /// `None`: this layout cannot tell (a batch object holds no record of earlier ones).
+    pub before: Option<bool>,
+}
+
 /// What a sink did with one record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Written {
@@ -45,8 +57,13 @@ pub enum Written {
     /// Was already there (a redelivery): nothing was written.
     AlreadyPresent,
     /// Stored, by a backend that cannot tell whether it already had it (BigQuery without a
-    /// landing layer): says nothing about whether the message is a redelivery.
+    /// verdict from the landing layer): says nothing about whether it is a redelivery.
     Accepted,
+    /// The landing layer holds it (the landing sinks' answer).
+    Landed(Receipt),
+    /// A dead letter that was not written, because the message landed as an event before
+    /// (where that event's object is, when known).
+    LandedAsEvent(Option<Arc<str>>),
     /// The backend refused the record for its content; retrying cannot help.
     Rejected(String),
 }
@@ -81,10 +98,69 @@ pub enum Layer {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub record: Arc<Record>,
-    /// What the landing layer said before this warehouse write: `Some(true)` when the object
-    /// already existed (a redelivery), `None` when there is no landing layer or the sink did
-    /// not ask ([`Sink::needs_landing_verdict`]).
-    pub landed_before: Option<bool>,
+    /// What the landing layer did with it; `None` for the landing layer itself, and when
+    /// there is no landing layer.
+    pub landing: Option<Receipt>,
+}
+
+impl Entry {
+    /// What the landing layer knows of an earlier delivery (see [`Receipt::before`]).
+    pub fn landed_before(&self) -> Option<bool> {
+        self.landing.as_ref().and_then(|r| r.before)
+    }
+
+    /// The row's cells, with `landing_uri` where the landing layer put the record.
+    pub fn cells(&self) -> impl Iterator<Item = Cow<'_, Cell>> + '_ {
+        let uri_index = self.record.table.column_index("landing_uri");
+        self.record.row.iter().enumerate().map(move |(i, cell)| {
+            match (&self.landing, Some(i) == uri_index) {
+                (Some(receipt), true) => Cow::Owned(Cell::String(receipt.uri.to_string())),
+                _ => Cow::Borrowed(cell),
+            }
+        })
+    }
+
+    /// Whether a warehouse must itself look for the event this dead letter would have been:
+    /// only when the landing layer could not (its layout does not find messages by id).
+    pub fn needs_prior_lookup(&self) -> bool {
+        self.record.prior().is_some() && self.landed_before().is_none()
+    }
+}
+
+/// What to look for in a table: a message id, and the time that prunes its partitions (the
+/// time field's value for an event; the publish time for a dead letter, which cannot have
+/// been received before it).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub table: Arc<Table>,
+    pub message_id: String,
+    pub time: DateTime<Utc>,
+}
+
+impl Probe {
+    /// The record's own row.
+    pub fn of(record: &Record) -> Self {
+        Probe {
+            table: record.table.clone(),
+            message_id: record.message_id().to_string(),
+            time: if record.is_dead_letter() {
+                record.delivery.publish_time
+            } else {
+                record
+                    .partition_time()
+                    .unwrap_or(record.delivery.publish_time)
+            },
+        }
+    }
+
+    /// The event a dead letter would have been, if it names one.
+    pub fn prior(record: &Record) -> Option<Self> {
+        record.prior().map(|p| Probe {
+            table: p.table.clone(),
+            message_id: record.message_id().to_string(),
+            time: p.time,
+        })
+    }
 }
 
 #[async_trait]
@@ -94,12 +170,6 @@ pub trait Sink: Send + Sync + 'static {
 
     fn layer(&self) -> Layer;
 
-    /// A warehouse that cannot refuse a second row by itself waits for the landing layer's
-    /// verdict on each record and is given it in [`Entry::landed_before`].
-    fn needs_landing_verdict(&self) -> bool {
-        false
-    }
-
     /// Stores a batch. Returns exactly one result per entry, in order; returning only when
     /// every `Ok` is durable.
     async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>>;
@@ -107,27 +177,41 @@ pub trait Sink: Send + Sync + 'static {
     /// Whether the sink can take writes now (for `/readyz`).
     async fn check(&self) -> Result<(), SinkError>;
 
+    /// Which of these rows exist (their message ids). Warehouses answer; a sink that cannot
+    /// returns `None`.
+    async fn find(&self, _probes: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
+        None
+    }
+
     /// Batches written at once: 1 for a single-writer store like SQLite; remote APIs take
     /// more, or their latency would cap throughput.
     fn batches_in_flight(&self) -> usize {
         1
     }
 
-    /// Most events this sink takes in one batch, below `--batch-max-events`.
-    fn max_batch_events(&self) -> usize {
-        usize::MAX
+    /// How this sink's batches are cut, given `--batch-max-events` and `--batch-linger-ms`.
+    fn batch_config(&self, default: BatchConfig) -> BatchConfig {
+        default
+    }
+
+    /// Redeliveries (records whose landing object already existed) in batches of their own,
+    /// cut this way; `None` to batch them with first deliveries. For a sink whose
+    /// redeliveries cost a lookup each batch: bigger batches, fewer lookups.
+    fn replay_batch_config(&self) -> Option<BatchConfig> {
+        None
     }
 }
 
-/// Runs a batch write on a blocking thread. If the writer itself fails (it panicked), every
-/// record of the batch fails with it, so each waiting request is answered.
-pub(crate) async fn on_blocking_thread<F>(
+/// Runs a blocking write on a blocking thread. If the writer itself fails (it panicked),
+/// every item of the batch fails with it, so each waiting request is answered.
+pub(crate) async fn blocking<T, F>(
     sink: &'static str,
     len: usize,
     write: F,
-) -> Vec<Result<Written, SinkError>>
+) -> Vec<Result<T, SinkError>>
 where
-    F: FnOnce() -> anyhow::Result<Vec<Result<Written, SinkError>>> + Send + 'static,
+    T: Clone + Send + 'static,
+    F: FnOnce() -> anyhow::Result<Vec<Result<T, SinkError>>> + Send + 'static,
 {
     let result = tokio::task::spawn_blocking(write)
         .await
@@ -138,102 +222,256 @@ where
 
 /// The outcome of landing one record in every sink.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Landed {
+pub struct Landed {
+    pub fate: Fate,
+    /// The landing object that holds it (for an earlier event: that event's, when known).
+    pub landing_uri: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
     /// At least one sink stored something new.
     Stored,
     /// A sink already had it and none stored anything new.
     Duplicate,
+    /// A dead letter whose message landed as an event before: nothing was dead-lettered.
+    EarlierEvent,
     /// A sink refused the content (the first refusal's reason).
     Rejected(String),
 }
 
-/// A sink behind its group-commit queue.
+/// A sink behind its group-commit queues.
 #[derive(Clone)]
 struct Queue {
     sink: Arc<dyn Sink>,
-    commit: GroupCommit,
+    fresh: GroupCommit,
+    /// Redeliveries, when the sink batches them apart.
+    replays: Option<GroupCommit>,
+}
+
+impl Queue {
+    fn submit(
+        &self,
+        entry: Entry,
+    ) -> impl std::future::Future<Output = Result<Written, SinkError>> + '_ {
+        let lane = match (&self.replays, entry.landed_before()) {
+            (Some(replays), Some(true)) => replays,
+            _ => &self.fresh,
+        };
+        lane.submit(entry)
+    }
 }
 
 /// Every configured sink, each behind its own group-commit queue.
 #[derive(Clone)]
 pub struct Sinks {
-    /// Written at once: the landing layer and the warehouses that refuse duplicates themselves.
-    first: Arc<Vec<Queue>>,
-    /// Written after `first`, told whether the landing layer already had the record.
-    after_landing: Arc<Vec<Queue>>,
-    has_landing: bool,
+    /// Written first. With several (a bucket and `--also-local`), rows name the first's objects.
+    landing: Arc<Vec<Queue>>,
+    /// Written once the landing layer holds the record.
+    warehouses: Arc<Vec<Queue>>,
+}
+
+/// A sink and the queues that feed it.
+pub struct Queued {
+    pub sink: Arc<dyn Sink>,
+    pub fresh: GroupCommit,
+    pub replays: Option<GroupCommit>,
 }
 
 impl Sinks {
-    pub fn new(queues: Vec<(Arc<dyn Sink>, GroupCommit)>) -> Self {
-        let has_landing = queues.iter().any(|(s, _)| s.layer() == Layer::Landing);
-        let (after_landing, first): (Vec<Queue>, Vec<Queue>) = queues
+    pub fn new(queues: Vec<Queued>) -> Self {
+        let (landing, warehouses): (Vec<Queue>, Vec<Queue>) = queues
             .into_iter()
-            .map(|(sink, commit)| Queue { sink, commit })
-            .partition(|q| q.sink.needs_landing_verdict());
+            .map(|q| Queue {
+                sink: q.sink,
+                fresh: q.fresh,
+                replays: q.replays,
+            })
+            .partition(|q| q.sink.layer() == Layer::Landing);
         Self {
-            first: Arc::new(first),
-            after_landing: Arc::new(after_landing),
-            has_landing,
+            landing: Arc::new(landing),
+            warehouses: Arc::new(warehouses),
         }
     }
 
-    /// `Err` unless every sink has the record. A warehouse that waits for the landing layer
-    /// is not written at all when the landing layer failed: the redelivery will be told the
-    /// truth about the object, and so the row is never written twice.
+    /// `Err` unless every sink has the record. The warehouses are not written at all when the
+    /// landing layer failed: the redelivery will be told the truth about the object, and so
+    /// the row is never written twice.
     pub async fn land(&self, record: Arc<Record>) -> Result<Landed, SinkError> {
-        let entry = |landed_before| Entry {
-            record: record.clone(),
-            landed_before,
-        };
-        let first = join_all(self.first.iter().map(|q| q.commit.submit(entry(None)))).await;
-        let mut landed_before = false;
-        let mut written = Vec::with_capacity(first.len() + self.after_landing.len());
-        for (queue, result) in self.first.iter().zip(first) {
-            let result = result?;
-            if queue.sink.layer() == Layer::Landing && result == Written::AlreadyPresent {
-                landed_before = true;
+        let receipt = match self.land_copies(&record).await? {
+            Copies::EarlierEvent(landing_uri) => {
+                return Ok(Landed {
+                    fate: Fate::EarlierEvent,
+                    landing_uri,
+                });
             }
-            written.push(result);
+            Copies::Landed(receipt) => receipt,
+        };
+        self.warehouse(record, receipt).await
+    }
+
+    /// Writes the record to the warehouses only, as landed at `receipt` (repair writes rows
+    /// for objects that are already in the landing layer this way).
+    pub async fn warehouse(
+        &self,
+        record: Arc<Record>,
+        receipt: Option<Receipt>,
+    ) -> Result<Landed, SinkError> {
+        let entry = Entry {
+            record,
+            landing: receipt.clone(),
+        };
+        let mut written = Vec::with_capacity(self.warehouses.len() + 1);
+        let landing_uri = receipt.as_ref().map(|r| r.uri.clone());
+        if let Some(receipt) = receipt {
+            written.push(Written::Landed(receipt));
         }
-        let verdict = self.has_landing.then_some(landed_before);
-        for result in join_all(
-            self.after_landing
-                .iter()
-                .map(|q| q.commit.submit(entry(verdict))),
-        )
-        .await
-        {
+        for result in join_all(self.warehouses.iter().map(|q| q.submit(entry.clone()))).await {
             written.push(result?);
         }
-        Ok(combine(written))
+        Ok(combine(written, landing_uri))
+    }
+
+    async fn land_copies(&self, record: &Arc<Record>) -> Result<Copies, SinkError> {
+        let entry = Entry {
+            record: record.clone(),
+            landing: None,
+        };
+        let results = join_all(self.landing.iter().map(|q| q.submit(entry.clone()))).await;
+        let mut receipt: Option<Receipt> = None;
+        for result in results {
+            match result? {
+                Written::LandedAsEvent(uri) => return Ok(Copies::EarlierEvent(uri)),
+                Written::Landed(landed) => match &mut receipt {
+                    None => receipt = Some(landed),
+                    // The first copy names the object; a redelivery is one if any copy says so.
+                    Some(first) => {
+                        first.before = match (first.before, landed.before) {
+                            (Some(a), Some(b)) => Some(a || b),
+                            _ => None,
+                        }
+                    }
+                },
+                other => unreachable!("a landing sink answered {other:?}"),
+            }
+        }
+        Ok(Copies::Landed(receipt))
+    }
+
+    /// Which of these rows the first warehouse that can look holds; `None` when none can.
+    pub async fn find(&self, probes: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
+        for queue in self.warehouses.iter() {
+            if let Some(found) = queue.sink.find(probes).await {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    pub fn has_landing(&self) -> bool {
+        !self.landing.is_empty()
+    }
+
+    pub fn has_warehouse(&self) -> bool {
+        !self.warehouses.is_empty()
     }
 
     /// Readiness of every sink, by name, in the order they were configured.
     pub async fn check(&self) -> Vec<(&'static str, Result<(), SinkError>)> {
         join_all(
-            self.first
+            self.landing
                 .iter()
-                .chain(self.after_landing.iter())
+                .chain(self.warehouses.iter())
                 .map(|q| async { (q.sink.name(), q.sink.check().await) }),
         )
         .await
     }
 }
 
-fn combine(written: Vec<Written>) -> Landed {
-    let (mut created, mut present, mut rejected) = (false, false, None);
+enum Copies {
+    Landed(Option<Receipt>),
+    EarlierEvent(Option<Arc<str>>),
+}
+
+fn combine(written: Vec<Written>, landing_uri: Option<Arc<str>>) -> Landed {
+    let (mut created, mut present, mut rejected, mut earlier) = (false, false, None, None);
     for w in written {
         match w {
-            Written::Created => created = true,
-            Written::AlreadyPresent => present = true,
-            Written::Accepted => {}
+            Written::Created
+            | Written::Landed(Receipt {
+                before: Some(false),
+                ..
+            }) => created = true,
+            Written::AlreadyPresent
+            | Written::Landed(Receipt {
+                before: Some(true), ..
+            }) => present = true,
+            Written::Accepted | Written::Landed(Receipt { before: None, .. }) => {}
+            Written::LandedAsEvent(uri) => earlier = earlier.or(Some(uri)),
             Written::Rejected(reason) => rejected = rejected.or(Some(reason)),
         }
     }
-    match rejected {
-        Some(reason) => Landed::Rejected(reason),
-        None if present && !created => Landed::Duplicate,
-        None => Landed::Stored,
+    let fate = match (rejected, &earlier) {
+        (Some(reason), _) => Fate::Rejected(reason),
+        (None, Some(_)) => Fate::EarlierEvent,
+        (None, None) if present && !created => Fate::Duplicate,
+        (None, None) => Fate::Stored,
+    };
+    let landing_uri = match earlier {
+        Some(event_uri) => event_uri,
+        None => landing_uri,
+    };
+    Landed { fate, landing_uri }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(before: Option<bool>) -> Written {
+        Written::Landed(Receipt {
+            uri: "gs://b/o".into(),
+            before,
+        })
+    }
+
+    #[test]
+    fn a_duplicate_is_only_what_a_sink_knows_it_already_had() {
+        use Written::*;
+        let fate = |written| combine(written, None).fate;
+        assert_eq!(
+            fate(vec![receipt(Some(true)), AlreadyPresent]),
+            Fate::Duplicate
+        );
+        assert_eq!(fate(vec![receipt(Some(true)), Created]), Fate::Stored);
+        assert_eq!(fate(vec![receipt(Some(false)), Accepted]), Fate::Stored);
+        // The batch layout cannot tell; SQLite can.
+        assert_eq!(fate(vec![receipt(None), AlreadyPresent]), Fate::Duplicate);
+        assert_eq!(fate(vec![receipt(None), Accepted]), Fate::Stored);
+        assert_eq!(
+            fate(vec![receipt(None), LandedAsEvent(None)]),
+            Fate::EarlierEvent
+        );
+        assert_eq!(
+            fate(vec![receipt(Some(false)), Rejected("no".into())]),
+            Fate::Rejected("no".into())
+        );
+    }
+
+    #[test]
+    fn an_earlier_event_names_its_own_object() {
+        let landed = combine(
+            vec![
+                receipt(None),
+                Written::LandedAsEvent(Some("gs://b/event".into())),
+            ],
+            Some("gs://b/batch".into()),
+        );
+        assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/event"));
+        let landed = combine(
+            vec![receipt(None), Written::Accepted],
+            Some("gs://b/batch".into()),
+        );
+        assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/batch"));
     }
 }

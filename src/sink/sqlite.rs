@@ -2,11 +2,13 @@
 //!
 //! One connection, one transaction per batch, `synchronous=FULL` so a commit is on disk before
 //! any request in it is acknowledged. `message_id` is UNIQUE and inserts skip conflicts, so a
-//! redelivery finds its row and writes nothing. At open, the tables follow the catalog: new
+//! redelivery finds its row and writes nothing. A dead letter that names the event it would
+//! have been is not written when that event's row exists (the message landed under an older
+//! catalog), checked in the same transaction. At open, the tables follow the catalog: new
 //! tables are created and new columns added; a difference that cannot be made in place stops
 //! the start, naming the column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,11 +18,10 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction};
 
-use super::{Entry, Layer, Sink, SinkError, Written, on_blocking_thread};
-use crate::event::Record;
+use super::{Entry, Layer, Probe, Sink, SinkError, Written, blocking};
 use crate::schema::cell::{JsonStyle, record_json};
 use crate::schema::sqlite::{self, ExistingColumn};
-use crate::schema::{Catalog, Cell, Column, ColumnType, Table};
+use crate::schema::{Catalog, Cell, Column, ColumnType};
 use crate::time::{format_date, format_timestamp};
 
 const NAME: &str = "warehouse";
@@ -117,12 +118,33 @@ impl Sink for SqliteWarehouse {
     async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
         let connection = self.connection.clone();
         let inserts = self.inserts.clone();
-        let records: Vec<Arc<Record>> = batch.iter().map(|e| e.record.clone()).collect();
-        on_blocking_thread(NAME, records.len(), move || {
+        let batch = batch.to_vec();
+        blocking(NAME, batch.len(), move || {
             let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-            insert_batch(&mut connection, &inserts, &records)
+            insert_batch(&mut connection, &inserts, &batch)
         })
         .await
+    }
+
+    async fn find(&self, probes: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
+        let connection = self.connection.clone();
+        let probes = probes.to_vec();
+        let found = tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            probes
+                .iter()
+                .filter_map(|p| match holds(&connection, &p.table.name, &p.message_id) {
+                    Ok(true) => Some(Ok(p.message_id.clone())),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<anyhow::Result<HashSet<String>>>()
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r)
+        .map_err(|e| SinkError::new(NAME, &e));
+        Some(found)
     }
 
     async fn check(&self) -> Result<(), SinkError> {
@@ -144,29 +166,41 @@ impl Sink for SqliteWarehouse {
 fn insert_batch(
     connection: &mut Connection,
     inserts: &HashMap<String, String>,
-    batch: &[Arc<Record>],
+    batch: &[Entry],
 ) -> anyhow::Result<Vec<Result<Written, SinkError>>> {
     let tx = connection
         .transaction()
         .context("failed to begin a transaction")?;
     let results = batch
         .iter()
-        .map(|record| {
-            insert(&tx, &inserts[&record.table.name], record).map_err(|e| SinkError::new(NAME, &e))
+        .map(|entry| {
+            write(&tx, &inserts[&entry.record.table.name], entry)
+                .map_err(|e| SinkError::new(NAME, &e))
         })
         .collect();
     tx.commit().context("failed to commit the batch")?;
     Ok(results)
 }
 
-fn insert(tx: &Transaction, sql: &str, record: &Record) -> anyhow::Result<Written> {
+fn write(tx: &Transaction, sql: &str, entry: &Entry) -> anyhow::Result<Written> {
+    if entry.needs_prior_lookup()
+        && let Some(prior) = entry.record.prior()
+        && holds(tx, &prior.table.name, entry.record.message_id())?
+    {
+        return Ok(Written::LandedAsEvent(None));
+    }
+    let record = &entry.record;
     let mut statement = tx
         .prepare_cached(sql)
         .with_context(|| format!("failed to prepare the insert into {}", record.table.name))?;
-    let values = row_values(&record.table, &record.row);
+    let values = record
+        .table
+        .columns()
+        .zip(entry.cells())
+        .map(|(column, cell)| sql_value(column, &cell));
     let changed = statement
         .execute(rusqlite::params_from_iter(values))
-        .with_context(|| format!("failed to insert message {}", record.message_id))?;
+        .with_context(|| format!("failed to insert message {}", record.message_id()))?;
     Ok(if changed == 0 {
         Written::AlreadyPresent
     } else {
@@ -174,12 +208,15 @@ fn insert(tx: &Transaction, sql: &str, record: &Record) -> anyhow::Result<Writte
     })
 }
 
-/// The row's values in column order, which is the order [`sqlite::insert`] binds them in.
-fn row_values<'a>(table: &'a Table, row: &'a [Cell]) -> impl Iterator<Item = SqlValue> + 'a {
-    table
-        .columns()
-        .zip(row)
-        .map(|(column, cell)| sql_value(column, cell))
+/// Whether `table` has a row for `message_id` (its UNIQUE index answers).
+fn holds(connection: &Connection, table: &str, message_id: &str) -> anyhow::Result<bool> {
+    let sql = format!("SELECT 1 FROM \"{table}\" WHERE message_id = ?1");
+    let mut statement = connection
+        .prepare_cached(&sql)
+        .with_context(|| format!("failed to prepare a lookup in {table}"))?;
+    statement
+        .exists([message_id])
+        .with_context(|| format!("failed to look for message {message_id} in {table}"))
 }
 
 fn sql_value(column: &Column, cell: &Cell) -> SqlValue {

@@ -93,6 +93,8 @@ pub struct Metrics {
     batch_size: Histograms<SinkLabel>,
     write_duration: Histograms<SinkLabel>,
     sink_errors: Family<SinkErrorLabels, Counter>,
+    landing_objects: Family<SinkLabel, Counter>,
+    events_per_object: Histograms<SinkLabel>,
     dead_letters: Family<DeadLetterLabels, Counter>,
     in_flight: Gauge,
     /// Present only with OIDC authentication.
@@ -120,6 +122,10 @@ impl Metrics {
                 10.0, 30.0,
             ]),
             sink_errors: Family::default(),
+            landing_objects: Family::default(),
+            events_per_object: histograms(vec![
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+            ]),
             dead_letters: Family::default(),
             in_flight: Gauge::default(),
             keys_age: oidc.then(|| {
@@ -158,6 +164,16 @@ impl Metrics {
             "sink_errors",
             "Failed batch writes (kind=batch_failed) and rows a warehouse refused (kind=row_rejected)",
             metrics.sink_errors.clone(),
+        );
+        registry.register(
+            "landing_objects",
+            "Objects created in the landing layer, by sink",
+            metrics.landing_objects.clone(),
+        );
+        registry.register(
+            "landing_events_per_object",
+            "Messages held by each object created in the landing layer (1 in the event layout)",
+            metrics.events_per_object.clone(),
         );
         registry.register(
             "dead_letters",
@@ -253,6 +269,18 @@ impl Metrics {
         }
     }
 
+    /// One landing sink's handles.
+    pub fn landing(&self, sink: &'static str) -> LandingMetrics {
+        LandingMetrics {
+            objects: self
+                .landing_objects
+                .get_or_create_owned(&SinkLabel { sink }),
+            events_per_object: self
+                .events_per_object
+                .get_or_create_owned(&SinkLabel { sink }),
+        }
+    }
+
     pub fn in_flight(&self) -> Option<InFlight> {
         self.enabled.then(|| {
             self.in_flight.inc();
@@ -298,6 +326,21 @@ impl SinkMetrics {
     /// Handles that count nowhere, for sinks driven outside an application.
     pub fn detached() -> Self {
         Metrics::new(Duration::from_secs(10), false).sink("detached")
+    }
+}
+
+/// What a landing sink counts: the objects it creates and how many messages each holds.
+#[derive(Clone)]
+pub struct LandingMetrics {
+    objects: Counter,
+    events_per_object: Histogram,
+}
+
+impl LandingMetrics {
+    /// One object created, holding this many messages.
+    pub fn object(&self, events: usize) {
+        self.objects.inc();
+        self.events_per_object.observe(events as f64);
     }
 }
 

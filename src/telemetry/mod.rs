@@ -7,12 +7,14 @@ pub mod metrics;
 pub mod trace;
 
 use std::fmt;
+use std::io::IsTerminal;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -25,19 +27,44 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where log lines go: stdout for the server (Cloud Run reads it), stderr for commands whose
+/// stdout is their result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    Stdout,
+    Stderr,
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter. `project`
-/// turns trace ids into the resource names Cloud Logging joins on.
-pub fn init(format: LogFormat, project: Option<String>) {
+/// turns trace ids into the resource names Cloud Logging joins on. Text is coloured only
+/// on a terminal: a file or a pipe gets plain text.
+pub fn init(format: LogFormat, project: Option<String>, to: LogTo) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = match to {
+        LogTo::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogTo::Stderr => BoxMakeWriter::new(std::io::stderr),
+    };
+    let terminal = match to {
+        LogTo::Stdout => std::io::stdout().is_terminal(),
+        LogTo::Stderr => std::io::stderr().is_terminal(),
+    };
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(terminal)
+                    .with_writer(writer),
+            )
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)
             .with(SpanFieldsLayer)
-            .with(tracing_subscriber::fmt::layer().event_format(CloudLogging { project }))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .event_format(CloudLogging { project }),
+            )
             .try_init(),
     };
     // A second init (several apps in one test process) keeps the first subscriber.

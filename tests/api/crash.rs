@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::helpers::event_object;
 use chrono::{DateTime, TimeZone, Utc};
-use landfall::event::path::event_object;
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -41,7 +41,7 @@ fn messages() -> Vec<Message> {
             };
             let id = format!("7{i:07}");
             Message {
-                object: event_object("output", event_type, &time, &id),
+                object: event_object(event_type, &time, &id),
                 id,
                 event_type,
                 data: data.to_string().into_bytes(),
@@ -100,7 +100,7 @@ async fn push_all(
     Arc::try_unwrap(acked).unwrap().into_inner()
 }
 
-/// Every file under the landing folder, by its object name.
+/// Every file under the landing folder, by its object name, but for the layout record.
 fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut found = BTreeMap::new();
     let mut folders = vec![root.to_path_buf()];
@@ -111,7 +111,9 @@ fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
                 folders.push(path);
             } else {
                 let name = path.strip_prefix(root).unwrap().display().to_string();
-                found.insert(name, std::fs::read(&path).unwrap());
+                if name != "output/_landfall/layout.json" {
+                    found.insert(name, std::fs::read(&path).unwrap());
+                }
             }
         }
     }
@@ -208,6 +210,107 @@ async fn sigkill_mid_load_loses_no_ack_leaves_nothing_partial_and_redelivery_is_
             row_ids(data_dir.path(), event_type),
             want,
             "{event_type}: one row per message"
+        );
+    }
+}
+
+/// Every line of every batch object: each object must be complete (only whole lines, the
+/// last one ended), so a torn or temporary object fails here.
+fn lines(files: &BTreeMap<String, Vec<u8>>) -> Vec<(String, serde_json::Value)> {
+    let mut lines = Vec::new();
+    for (name, body) in files {
+        assert!(name.ends_with(".jsonl"), "{name} is not a batch object");
+        assert_eq!(
+            body.last(),
+            Some(&b'\n'),
+            "{name} is torn: no final newline"
+        );
+        for line in body[..body.len() - 1].split(|b| *b == b'\n') {
+            let value: serde_json::Value = serde_json::from_slice(line)
+                .unwrap_or_else(|e| panic!("{name} holds a torn line: {e}"));
+            lines.push((name.clone(), value));
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_batch_layout_sigkill_mid_load_loses_no_ack_and_leaves_only_complete_objects() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let landing = data_dir.path().join("landing");
+    let messages = Arc::new(messages());
+    let by_id: BTreeMap<&str, &Message> = messages.iter().map(|m| (m.id.as_str(), m)).collect();
+    let data = data_dir.path().to_str().unwrap();
+    let flags = [
+        "--data-dir",
+        data,
+        "--landing-layout",
+        "batch",
+        "--landing-batch-linger-ms",
+        "20",
+    ];
+    let quiet = [("RUST_LOG", "warn,landfall::startup=info")];
+    let landfall = Binary::start(&flags, &quiet);
+    let address = landfall.address.clone();
+    let acked = push_all(&address, &messages, Some((KILL_AFTER_ACKS, landfall))).await;
+
+    assert!(
+        acked.len() >= KILL_AFTER_ACKS && acked.len() < MESSAGES,
+        "killed mid-load: {} acks",
+        acked.len()
+    );
+    let landed = lines(&files(&landing));
+    let rows: BTreeSet<String> = ["inventory", "user_activity"]
+        .iter()
+        .flat_map(|t| row_ids(data_dir.path(), t))
+        .collect();
+    let mut lined = BTreeSet::new();
+    for (object, line) in &landed {
+        let id = line["message_id"].as_str().unwrap();
+        let message = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("{object}: a line of no message"));
+        assert_eq!(
+            line["data"].as_str().unwrap().as_bytes(),
+            message.data,
+            "{id}"
+        );
+        assert!(
+            object.starts_with(&format!("output/{}/", message.event_type)),
+            "{object}"
+        );
+        lined.insert(id.to_string());
+    }
+    for id in &acked {
+        assert!(lined.contains(id), "acked {id} has no line");
+        assert!(rows.contains(id), "acked {id} has no row");
+    }
+
+    let landfall = Binary::start(&flags, &quiet);
+    let redelivered = push_all(&landfall.address, &messages, None).await;
+    drop(landfall);
+
+    assert_eq!(
+        redelivered.len(),
+        MESSAGES,
+        "every redelivery is acknowledged"
+    );
+    let landed = lines(&files(&landing));
+    let lined: BTreeSet<&str> = landed
+        .iter()
+        .map(|(_, l)| l["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(lined.len(), MESSAGES, "every message has a line");
+    for event_type in ["inventory", "user_activity"] {
+        let want: Vec<String> = messages
+            .iter()
+            .filter(|m| m.event_type == event_type)
+            .map(|m| m.id.clone())
+            .collect();
+        assert_eq!(
+            row_ids(data_dir.path(), event_type),
+            want,
+            "{event_type}: one row per message, however many lines"
         );
     }
 }

@@ -86,7 +86,7 @@ fn every_missing_setting_is_named_at_once_with_its_flag_and_variable() {
 }
 
 #[test]
-fn a_failure_after_the_settings_is_one_readable_line() {
+fn a_data_dir_that_is_a_file_is_refused_with_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("data");
     std::fs::write(&blocker, b"a file where the data folder must go").unwrap();
@@ -94,9 +94,34 @@ fn a_failure_after_the_settings_is_one_readable_line() {
     let output = landfall(&["--port", "0", "--data-dir", blocker.to_str().unwrap()]);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "landfall: invalid configuration:".to_string(),
+            format!(
+                "  - --data-dir (LANDFALL_DATA_DIR) {} is a file, not a folder",
+                blocker.display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_failure_after_the_settings_is_one_readable_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = landfall(&["--port", &port, "--data-dir", dir.path().to_str().unwrap()]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("landfall: failed to create "), "{stderr}");
+    assert!(
+        last.starts_with(&format!("landfall: failed to listen on 0.0.0.0:{port}: ")),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("panicked") && !stderr.contains("Caused by"),
         "{stderr}"

@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use base64::Engine;
-use clap::Parser;
-use landfall::config::{Cli, Config};
-use landfall::startup::Application;
+pub use landfall::startup::Application;
+use landfall::startup::Config;
 use reqwest::Response;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
@@ -36,11 +35,7 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
         data_dir.display().to_string(),
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
-    Cli::try_parse_from(argv)
-        .expect("test arguments parse")
-        .serve
-        .resolve()
-        .expect("test configuration is valid")
+    landfall::config::serve_config(argv).expect("test configuration is valid")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -74,7 +69,11 @@ fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            landfall::telemetry::init(landfall::telemetry::LogFormat::Text, None);
+            landfall::telemetry::init(
+                landfall::telemetry::LogFormat::Text,
+                None,
+                landfall::telemetry::LogTo::Stdout,
+            );
         }
     });
 }
@@ -139,11 +138,15 @@ impl TestApp {
         self.data_dir.path().join("landing")
     }
 
-    /// Every landed object name, sorted (temporary files would show up here too).
+    /// Every landed object name, sorted (temporary files would show up here too), but for
+    /// the layout record (`output/_landfall/layout.json`). The landing folder must exist: a
+    /// check that nothing landed is only worth something where something could have.
     pub fn landed_objects(&self) -> Vec<String> {
         let root = self.landing_root();
+        assert!(root.is_dir(), "no landing folder at {}", root.display());
         let mut names = Vec::new();
         walk(&root, &root, &mut names);
+        names.retain(|n| !n.contains("/_landfall/"));
         names.sort();
         names
     }
@@ -173,6 +176,54 @@ impl TestApp {
         }
     }
 
+    /// Stops this app and starts another over the same data folder, with these flags.
+    pub async fn restart(mut self, extra: &[&str]) -> TestApp {
+        self.shutdown().await;
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        let config = config(data_dir.path(), extra);
+        spawn_with_config(config, data_dir).await
+    }
+
+    /// Starts another app over the same data folder with these flags, as a start would:
+    /// `Err` with the reason when it refuses.
+    pub async fn start_again(&self, extra: &[&str]) -> anyhow::Result<Application> {
+        Application::build(config(self.data_dir.path(), extra)).await
+    }
+
+    /// Every line of every batch object (`*.jsonl`), with the object it is in.
+    pub fn landed_lines(&self) -> Vec<(String, Value)> {
+        let mut lines = Vec::new();
+        for name in self.landed_objects() {
+            assert!(name.ends_with(".jsonl"), "{name} is not a batch object");
+            let body = self.read_object(&name);
+            assert_eq!(
+                body.last(),
+                Some(&b'\n'),
+                "{name} does not end with a newline"
+            );
+            for line in body[..body.len() - 1].split(|b| *b == b'\n') {
+                let value: Value = serde_json::from_slice(line)
+                    .unwrap_or_else(|e| panic!("{name} holds a line that is not JSON: {e}"));
+                lines.push((name.clone(), value));
+            }
+        }
+        lines
+    }
+
+    /// Stops the server and keeps the data folder, for commands run over it afterwards.
+    pub async fn stop_in_place(&mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
     /// Stops the server the way a signal would and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -185,9 +236,7 @@ impl TestApp {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries.map(Result::unwrap) {
         let path = entry.path();
         if path.is_dir() {
@@ -465,4 +514,18 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The object name of an event in the default layout (`--prefix output`, `event`).
+pub fn event_object(
+    event_type: &str,
+    time: &chrono::DateTime<chrono::Utc>,
+    message_id: &str,
+) -> String {
+    landfall::landing::LandingLayout {
+        prefix: "output".into(),
+        partition: landfall::event::PartitionTime::Event,
+        kind: landfall::landing::LayoutKind::Event,
+    }
+    .event_object(event_type, time, message_id)
 }

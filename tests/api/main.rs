@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod batch_layout;
 mod catalog;
 mod crash;
 mod dead_letter;
@@ -14,7 +15,9 @@ mod logs;
 mod metrics;
 #[path = "../support/oidc.rs"]
 mod oidc;
+mod one_fate;
 mod redelivery;
+mod repair;
 mod resilience;
 mod startup;
 #[path = "../support/tools.rs"]

@@ -155,7 +155,8 @@ impl Gcs {
         self.root.path().join("data").join(BUCKET)
     }
 
-    /// Object names in the bucket, read from the emulator's own folder.
+    /// Object names in the bucket, read from the emulator's own folder, but for the layout
+    /// record (`output/_landfall/layout.json`).
     pub fn objects(&self) -> Vec<String> {
         let root = self.bucket_dir();
         let mut names = Vec::new();
@@ -174,6 +175,7 @@ impl Gcs {
                 }
             }
         }
+        names.retain(|n| !n.contains("/_landfall/"));
         names.sort();
         names
     }

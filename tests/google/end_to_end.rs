@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::helpers::event_object;
 use chrono::{DateTime, TimeZone, Utc};
-use landfall::event::path::event_object;
 use serde_json::json;
 
 use crate::emulators::{BigQuery, PubSub};
@@ -140,7 +140,7 @@ async fn run(outage: Outage) {
     for (expected, id) in expected.iter().zip(&message_ids) {
         match expected.outcome {
             Ok((event_type, time)) => {
-                let name = event_object("output", event_type, &time, id);
+                let name = event_object(event_type, &time, id);
                 assert!(objects.contains(&name), "no object {name}");
                 assert_eq!(
                     gcs.object(&name),

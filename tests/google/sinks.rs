@@ -43,13 +43,23 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
         ]
     );
     assert_eq!(gcs.object(order), fixture_data("order.json"));
-    let metadata = gcs.metadata(order).await;
+    let mut metadata = gcs.metadata(order).await;
     // contentType (application/json) goes in the same upload metadata, but fake-gcs-server
-    // drops it from multipart uploads, so only the custom metadata can be checked here.
+    // drops it from multipart uploads, so only the custom metadata can be checked here: all
+    // that the row needs beside the payload, so that the object alone can rebuild it.
+    let received_at = metadata["metadata"]["received_at"].take();
+    let received_at = chrono::DateTime::parse_from_rfc3339(received_at.as_str().unwrap()).unwrap();
+    assert!(
+        (chrono::Utc::now() - received_at.to_utc())
+            .num_seconds()
+            .abs()
+            < 120
+    );
     assert_eq!(
         metadata["metadata"],
         json!({"message_id": "1000001", "publish_time": "2026-11-25T09:14:07.123Z",
-               "subscription": "projects/shop-data/subscriptions/landfall-push", "event_type": "order"})
+               "subscription": "projects/shop-data/subscriptions/landfall-push", "event_type": "order",
+               "attributes": "{\"source\":\"checkout-service\"}", "received_at": null})
     );
     let rows = bigquery
         .query(

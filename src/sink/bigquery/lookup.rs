@@ -1,13 +1,15 @@
-//! Which redelivered messages the raw layer already holds.
+//! Which rows the raw layer already holds, asked in one query per batch.
 //!
-//! A record whose landing object already existed may or may not have its row (the first
-//! delivery may have failed between the object and the row). One query per table per batch
-//! answers that for all of the batch's redeliveries, pruned to the partitions their rows can
-//! be in: the dates of their time field, or for the dead letter (partitioned by receipt) the
-//! days from the earliest publish time to today.
+//! Two kinds of record need asking: a redelivery (its landing object already existed, but the
+//! first delivery may have failed between the object and the row) and a dead letter that
+//! names the event it would have been, where the landing layer could not look for that
+//! event itself (the `batch` layout, or no landing layer). One `jobs.query` answers for all
+//! of a batch's tables (`UNION ALL`), each part pruned to the partitions its rows can be in:
+//! the dates of their time field, or for the dead letter (partitioned by receipt) the days
+//! from the earliest publish time to today.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
@@ -16,61 +18,101 @@ use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::QueryResponse;
 
-use crate::event::Record;
 use crate::schema::metadata::DEAD_LETTER_TABLE;
-use crate::schema::{Cell, Table};
+use crate::sink::{Entry, Probe};
 use crate::time::format_date;
 
-/// The lookup's SQL and its parameters.
-pub fn request(
-    project: &str,
-    dataset: &str,
-    table: &Table,
-    records: &[&Arc<Record>],
-) -> QueryRequest {
-    let ids: BTreeSet<&str> = records.iter().map(|r| r.message_id.as_str()).collect();
-    let (filter, dates) = partition_filter(table, records);
-    let query = format!(
-        "SELECT DISTINCT message_id FROM `{project}.{dataset}.{}` WHERE {filter} AND message_id IN UNNEST(@ids)",
-        table.name
-    );
-    let mut parameters = vec![array("ids", "STRING", ids.iter().map(|id| id.to_string()))];
-    parameters.push(dates);
+/// What one entry needs looked up.
+pub enum Ask {
+    /// Its own row: a redelivery.
+    Own(Probe),
+    /// The event it would have been: a dead letter.
+    Prior(Probe),
+}
+
+impl Ask {
+    pub fn of(entry: &Entry) -> Option<Ask> {
+        if entry.landed_before() == Some(true) {
+            return Some(Ask::Own(Probe::of(&entry.record)));
+        }
+        if entry.needs_prior_lookup() {
+            return Probe::prior(&entry.record).map(Ask::Prior);
+        }
+        None
+    }
+
+    pub fn probe(&self) -> &Probe {
+        match self {
+            Ask::Own(p) | Ask::Prior(p) => p,
+        }
+    }
+}
+
+/// The lookup's SQL and its parameters: one `SELECT` per table, joined by `UNION ALL`.
+pub fn request(project: &str, dataset: &str, probes: &[Probe]) -> QueryRequest {
+    let mut by_table: BTreeMap<&str, Vec<&Probe>> = BTreeMap::new();
+    for probe in probes {
+        by_table
+            .entry(probe.table.name.as_str())
+            .or_default()
+            .push(probe);
+    }
+    let mut parts = Vec::new();
+    let mut parameters = Vec::new();
+    let mut ids_total = 0;
+    for (n, (table, probes)) in by_table.iter().enumerate() {
+        let ids: BTreeSet<&str> = probes.iter().map(|p| p.message_id.as_str()).collect();
+        ids_total += ids.len();
+        let (filter, dates) = partition_filter(n, probes);
+        parts.push(format!(
+            "SELECT DISTINCT '{table}' AS t, message_id FROM `{project}.{dataset}.{table}` WHERE {filter} AND message_id IN UNNEST(@ids{n})"
+        ));
+        parameters.push(array(
+            &format!("ids{n}"),
+            "STRING",
+            ids.iter().map(|id| id.to_string()),
+        ));
+        parameters.push(dates);
+    }
     QueryRequest {
-        query,
+        query: parts.join(" UNION ALL "),
         use_legacy_sql: false,
         parameter_mode: Some("NAMED".into()),
         query_parameters: Some(parameters),
         // More rows than ids cannot come back; a page token would mean an incomplete answer.
-        max_results: Some(i32::try_from(ids.len() + 1).unwrap_or(i32::MAX)),
+        max_results: Some(i32::try_from(ids_total + 1).unwrap_or(i32::MAX)),
         ..Default::default()
     }
 }
 
 /// `DATE(time_field) IN UNNEST(@dates)` for event tables; a receipt-date range for the
 /// dead letter, whose rows cannot have been received before they were published.
-fn partition_filter(table: &Table, records: &[&Arc<Record>]) -> (String, QueryParameter) {
+fn partition_filter(n: usize, probes: &[&Probe]) -> (String, QueryParameter) {
+    let table = &probes[0].table;
     if table.name == DEAD_LETTER_TABLE {
-        let earliest = records
+        let earliest = probes
             .iter()
-            .map(|r| r.publish_time.date_naive())
+            .map(|p| p.time.date_naive())
             .min()
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
         let filter = format!(
-            "DATE({}) BETWEEN @since AND CURRENT_DATE()",
+            "DATE({}) BETWEEN @since{n} AND CURRENT_DATE()",
             table.partition_by
         );
-        return (filter, scalar("since", "DATE", format_date(&earliest)));
+        return (
+            filter,
+            scalar(&format!("since{n}"), "DATE", format_date(&earliest)),
+        );
     }
-    let dates: BTreeSet<String> = records
+    let dates: BTreeSet<String> = probes
         .iter()
-        .filter_map(|r| match r.cell(&table.partition_by) {
-            Some(Cell::Timestamp(t)) => Some(format_date(&t.date_naive())),
-            _ => None,
-        })
+        .map(|p| format_date(&p.time.date_naive()))
         .collect();
-    let filter = format!("DATE({}) IN UNNEST(@dates)", table.partition_by);
-    (filter, array("dates", "DATE", dates.into_iter()))
+    let filter = format!("DATE({}) IN UNNEST(@dates{n})", table.partition_by);
+    (
+        filter,
+        array(&format!("dates{n}"), "DATE", dates.into_iter()),
+    )
 }
 
 fn scalar(name: &str, ty: &str, value: String) -> QueryParameter {
@@ -114,7 +156,7 @@ fn array(name: &str, ty: &str, values: impl Iterator<Item = String>) -> QueryPar
 
 /// The message ids the answer holds. Anything short of a complete answer is an error: a guess
 /// would either lose a row or write a second one.
-pub fn found(response: QueryResponse) -> anyhow::Result<HashSet<String>> {
+pub fn found(response: QueryResponse) -> anyhow::Result<HashSet<(String, String)>> {
     if let Some(errors) = response.errors.filter(|e| !e.is_empty()) {
         bail!("the lookup query failed: {errors:?}");
     }
@@ -129,20 +171,71 @@ pub fn found(response: QueryResponse) -> anyhow::Result<HashSet<String>> {
         .unwrap_or_default()
         .into_iter()
         .map(|row| {
-            row.columns
-                .and_then(|cells| cells.into_iter().next())
-                .and_then(|cell| cell.value)
-                .and_then(|v| v.as_str().map(str::to_string))
-                .context("a lookup row without a message id")
+            let mut cells = row.columns.unwrap_or_default().into_iter();
+            let mut text = || {
+                cells
+                    .next()
+                    .and_then(|cell| cell.value)
+                    .and_then(|v| v.as_str().map(str::to_string))
+            };
+            let table = text().context("a lookup row without a table")?;
+            let id = text().context("a lookup row without a message id")?;
+            Ok((table, id))
         })
         .collect()
+}
+
+/// A row: its table and message id.
+type Row = (String, String);
+
+/// A bounded memory of rows known to exist, oldest forgotten first. Only ever a shortcut: a
+/// row it does not know is looked up.
+pub struct Recent {
+    capacity: usize,
+    known: Mutex<(HashSet<Row>, VecDeque<Row>)>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self::with_capacity(100_000)
+    }
+}
+
+impl Recent {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity,
+            known: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    pub fn contains(&self, table: &str, id: &str) -> bool {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.0.contains(&(table.to_string(), id.to_string()))
+    }
+
+    pub fn insert(&self, table: &str, id: &str) {
+        let key = (table.to_string(), id.to_string());
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *known;
+        if set.insert(key.clone()) {
+            order.push_back(key);
+            if order.len() > self.capacity
+                && let Some(oldest) = order.pop_front()
+            {
+                set.remove(&oldest);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Record;
     use crate::event::testing;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn record(id: &str, data: serde_json::Value) -> Arc<Record> {
         testing::record(id, data.to_string().as_bytes())
@@ -154,50 +247,59 @@ mod tests {
     }
 
     #[test]
-    fn event_lookups_are_pruned_to_the_dates_of_their_time_field() {
-        let records = [
+    fn one_query_asks_every_table_each_pruned_to_its_partitions() {
+        let probes: Vec<Probe> = [
             record("2", inventory(24)),
             record("1", inventory(25)),
             record("3", inventory(24)),
-        ];
-        let refs: Vec<_> = records.iter().collect();
-        let request = request("p", "raw", &records[0].table, &refs);
+            record("9", json!("not an object")),
+        ]
+        .iter()
+        .map(|r| Probe::of(r))
+        .collect();
+        let request = request("p", "raw", &probes);
         assert_eq!(
             request.query,
-            "SELECT DISTINCT message_id FROM `p.raw.inventory` WHERE DATE(timestamp) IN UNNEST(@dates) AND message_id IN UNNEST(@ids)"
+            "SELECT DISTINCT 'dead_letter' AS t, message_id FROM `p.raw.dead_letter` WHERE DATE(received_at) BETWEEN @since0 AND CURRENT_DATE() AND message_id IN UNNEST(@ids0) \
+             UNION ALL SELECT DISTINCT 'inventory' AS t, message_id FROM `p.raw.inventory` WHERE DATE(timestamp) IN UNNEST(@dates1) AND message_id IN UNNEST(@ids1)"
         );
         let parameters = serde_json::to_value(&request.query_parameters).unwrap();
         assert_eq!(
             parameters[0]["parameterValue"]["arrayValues"],
+            json!([{"value": "9"}])
+        );
+        assert_eq!(parameters[1]["parameterValue"]["value"], "2026-11-25");
+        assert_eq!(
+            parameters[2]["parameterValue"]["arrayValues"],
             json!([{"value": "1"}, {"value": "2"}, {"value": "3"}])
         );
         assert_eq!(
-            parameters[1]["parameterValue"]["arrayValues"],
+            parameters[3]["parameterValue"]["arrayValues"],
             json!([{"value": "2026-11-24"}, {"value": "2026-11-25"}])
         );
     }
 
     #[test]
-    fn dead_letter_lookups_range_from_the_earliest_publish_date() {
-        let records = [record("9", json!("not an object"))];
-        let refs: Vec<_> = records.iter().collect();
-        let request = request("p", "raw", &records[0].table, &refs);
-        assert!(
-            request
-                .query
-                .contains("DATE(received_at) BETWEEN @since AND CURRENT_DATE()")
-        );
-        let parameters = serde_json::to_value(&request.query_parameters).unwrap();
-        assert_eq!(parameters[1]["parameterValue"]["value"], "2026-11-25");
-    }
-
-    #[test]
     fn only_a_complete_answer_counts() {
         let answer = |v: serde_json::Value| found(serde_json::from_value(v).unwrap());
-        let ids = answer(json!({"jobComplete": true, "rows": [{"f": [{"v": "1"}]}]})).unwrap();
-        assert_eq!(ids, HashSet::from(["1".to_string()]));
+        let ids =
+            answer(json!({"jobComplete": true, "rows": [{"f": [{"v": "order"}, {"v": "1"}]}]}))
+                .unwrap();
+        assert_eq!(ids, HashSet::from([("order".to_string(), "1".to_string())]));
         assert!(answer(json!({"jobComplete": true})).unwrap().is_empty());
         assert!(answer(json!({"jobComplete": false})).is_err());
         assert!(answer(json!({"jobComplete": true, "pageToken": "x"})).is_err());
+    }
+
+    #[test]
+    fn recent_rows_are_forgotten_oldest_first() {
+        let recent = Recent::with_capacity(2);
+        recent.insert("t", "1");
+        recent.insert("t", "2");
+        recent.insert("t", "1");
+        recent.insert("t", "3");
+        assert!(!recent.contains("t", "1"));
+        assert!(recent.contains("t", "2") && recent.contains("t", "3"));
+        assert!(!recent.contains("u", "3"));
     }
 }

@@ -32,14 +32,22 @@ use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use tokio::time::Instant;
 
+use super::batch::BatchConfig;
 use super::readiness::CachedCheck;
-use super::{Entry, Layer, Sink, SinkError, Written};
-use crate::event::Record;
+use super::{Entry, Layer, Probe, Sink, SinkError, Written};
 use crate::schema::Catalog;
+use lookup::{Ask, Recent};
 
 const NAME: &str = "bigquery";
 /// How often a table behind the catalog is compared again (and fixed when additive).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// How redeliveries are batched: one lookup query per batch, so as many as a few hundred
+/// milliseconds gather (measured in benches/load.rs `--replay`).
+const REPLAY_BATCH: BatchConfig = BatchConfig {
+    max_events: 500,
+    max_bytes: 8 * 1024 * 1024,
+    linger: Duration::from_millis(100),
+};
 
 /// The dataset of the raw layer.
 #[derive(Debug, Clone)]
@@ -97,6 +105,8 @@ pub struct BigQueryWarehouse {
     schema: Mutex<SchemaState>,
     /// One comparison with the live tables at a time.
     syncing: tokio::sync::Mutex<()>,
+    /// Rows this instance inserted or found lately: a redelivery of one needs no query.
+    recent: Recent,
 }
 
 impl BigQueryWarehouse {
@@ -118,6 +128,7 @@ impl BigQueryWarehouse {
             ),
             schema: Mutex::new(SchemaState::default()),
             syncing: tokio::sync::Mutex::new(()),
+            recent: Recent::default(),
         };
         warehouse.sync().await;
         Ok(warehouse)
@@ -196,7 +207,70 @@ impl BigQueryWarehouse {
         state.last_sync = None;
     }
 
-    async fn write_table(&self, entries: &[&Entry]) -> Vec<Result<Written, SinkError>> {
+    /// Looks up what the batch needs looked up (redeliveries' own rows, and the events that
+    /// dead letters would have been) in one query, and settles those records: present, landed
+    /// as an event before, or failed with the lookup. Every other record is `None`: to insert.
+    async fn settle(&self, batch: &[Entry]) -> Vec<Option<Result<Written, SinkError>>> {
+        let asks: Vec<Option<Ask>> = batch.iter().map(Ask::of).collect();
+        let probes: Vec<Probe> = asks
+            .iter()
+            .flatten()
+            .map(|ask| ask.probe().clone())
+            .filter(|p| !self.recent.contains(&p.table.name, &p.message_id))
+            .collect();
+        let found = self.lookup(&probes).await;
+        asks.into_iter()
+            .map(|ask| {
+                let ask = ask?;
+                let probe = ask.probe();
+                let present = self.recent.contains(&probe.table.name, &probe.message_id)
+                    || match &found {
+                        Ok(found) => {
+                            found.contains(&(probe.table.name.clone(), probe.message_id.clone()))
+                        }
+                        Err(error) => return Some(Err(error.clone())),
+                    };
+                match (ask, present) {
+                    (Ask::Own(_), true) => Some(Ok(Written::AlreadyPresent)),
+                    (Ask::Prior(_), true) => Some(Ok(Written::LandedAsEvent(None))),
+                    (_, false) => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Which of these rows exist, as (table, message id), in one query for every table.
+    async fn lookup(&self, probes: &[Probe]) -> Result<HashSet<(String, String)>, SinkError> {
+        if probes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut request = lookup::request(&self.target.project, &self.target.dataset, probes);
+        request.timeout_ms = Some(i32::try_from(self.deadline.as_millis()).unwrap_or(i32::MAX));
+        let query = || {
+            let request = request.clone();
+            async move { self.client.job().query(&self.target.project, request).await }
+        };
+        let found = retry::within(self.deadline, query)
+            .await
+            .and_then(lookup::found)
+            .map_err(|e| {
+                SinkError::new(
+                    NAME,
+                    &e.context(format!(
+                        "looking up {} redelivered rows in dataset {} failed",
+                        probes.len(),
+                        self.target.dataset
+                    )),
+                )
+            })?;
+        for (table, id) in &found {
+            self.recent.insert(table, id);
+        }
+        Ok(found)
+    }
+
+    /// Inserts one table's unsettled entries.
+    async fn insert_table(&self, entries: &[&Entry]) -> Vec<Result<Written, SinkError>> {
         let table = &entries[0].record.table.name;
         if let Some(why) = self.behind(table) {
             let error = SinkError {
@@ -205,93 +279,19 @@ impl BigQueryWarehouse {
             };
             return vec![Err(error); entries.len()];
         }
-        let replayed = |e: &Entry| e.landed_before == Some(true);
-        let redelivered: Vec<&Arc<Record>> = entries
-            .iter()
-            .filter(|e| replayed(e))
-            .map(|e| &e.record)
-            .collect();
-        // Settled before any insert: redeliveries whose row exists, or whose check failed (they
-        // are answered 503 and come back; a guess could write a second row).
-        let settled: Vec<Option<Result<Written, SinkError>>> = match self.lookup(&redelivered).await
-        {
-            Ok(found) => entries
-                .iter()
-                .map(|e| {
-                    (replayed(e) && found.contains(&e.record.message_id))
-                        .then_some(Ok(Written::AlreadyPresent))
-                })
-                .collect(),
-            Err(error) => entries
-                .iter()
-                .map(|e| replayed(e).then(|| Err(error.clone())))
-                .collect(),
-        };
-        self.insert_unsettled(entries, settled).await
-    }
-
-    async fn insert_unsettled(
-        &self,
-        entries: &[&Entry],
-        mut results: Vec<Option<Result<Written, SinkError>>>,
-    ) -> Vec<Result<Written, SinkError>> {
-        let to_insert: Vec<usize> = (0..entries.len())
-            .filter(|&i| results[i].is_none())
-            .collect();
-        // With a landing layer a new row is known to be new; without one, nothing is known.
-        let stored = match entries[0].landed_before {
-            Some(_) => Written::Created,
-            None => Written::Accepted,
-        };
-        let records: Vec<&Arc<Record>> = to_insert.iter().map(|&i| &entries[i].record).collect();
-        let outcomes = self.insert(&records, stored).await;
-        for (&i, outcome) in to_insert.iter().zip(outcomes) {
-            results[i] = Some(outcome);
+        let results = self.insert(entries).await;
+        for (entry, result) in entries.iter().zip(&results) {
+            if matches!(result, Ok(Written::Created | Written::Accepted)) {
+                self.recent.insert(table, entry.record.message_id());
+            }
         }
         results
-            .into_iter()
-            .map(|r| r.expect("every entry is settled or inserted"))
-            .collect()
     }
 
-    /// Which of these redelivered records already have their row.
-    async fn lookup(&self, records: &[&Arc<Record>]) -> Result<HashSet<String>, SinkError> {
-        if records.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let table = &records[0].table;
-        let mut request =
-            lookup::request(&self.target.project, &self.target.dataset, table, records);
-        request.timeout_ms = Some(i32::try_from(self.deadline.as_millis()).unwrap_or(i32::MAX));
-        let query = || {
-            let request = request.clone();
-            async move { self.client.job().query(&self.target.project, request).await }
-        };
-        retry::within(self.deadline, query)
-            .await
-            .and_then(lookup::found)
-            .map_err(|e| {
-                SinkError::new(
-                    NAME,
-                    &e.context(format!(
-                        "looking up redelivered rows in {}.{} failed",
-                        self.target.dataset, table.name
-                    )),
-                )
-            })
-    }
-
-    async fn insert(
-        &self,
-        records: &[&Arc<Record>],
-        stored: Written,
-    ) -> Vec<Result<Written, SinkError>> {
-        let Some(first) = records.first() else {
-            return Vec::new();
-        };
-        let table = first.table.name.as_str();
-        let mut results = Vec::with_capacity(records.len());
-        for chunk in request::chunks(records) {
+    async fn insert(&self, entries: &[&Entry]) -> Vec<Result<Written, SinkError>> {
+        let table = entries[0].record.table.name.as_str();
+        let mut results = Vec::with_capacity(entries.len());
+        for chunk in request::chunks(entries) {
             let insert = || {
                 let body = request::insert_request(chunk);
                 async move {
@@ -303,7 +303,7 @@ impl BigQueryWarehouse {
             };
             match retry::within(self.deadline, insert).await {
                 Ok(response) => {
-                    let outcomes = request::outcomes(response, stored.clone(), chunk.len());
+                    let outcomes = request::outcomes(response, chunk);
                     if let Some(why) = outcomes.missing_column {
                         self.mark_behind(table, why);
                     }
@@ -357,25 +357,24 @@ impl Sink for BigQueryWarehouse {
         Layer::Warehouse
     }
 
-    /// insertAll cannot refuse a second row by itself (its dedup lasts about a minute).
-    fn needs_landing_verdict(&self) -> bool {
-        true
-    }
-
     async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
         self.resync_if_due().await;
+        // Settled before any insert: redeliveries whose row exists, dead letters whose event
+        // does, and those whose lookup failed (answered 503: a guess could write a second row).
+        let mut results = self.settle(batch).await;
         let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, entry) in batch.iter().enumerate() {
-            by_table
-                .entry(entry.record.table.name.as_str())
-                .or_default()
-                .push(i);
+            if results[i].is_none() {
+                by_table
+                    .entry(entry.record.table.name.as_str())
+                    .or_default()
+                    .push(i);
+            }
         }
         let writes = by_table.values().map(|indices| async move {
             let entries: Vec<&Entry> = indices.iter().map(|&i| &batch[i]).collect();
-            (indices, self.write_table(&entries).await)
+            (indices, self.insert_table(&entries).await)
         });
-        let mut results: Vec<Option<Result<Written, SinkError>>> = vec![None; batch.len()];
         for (indices, outcomes) in futures::future::join_all(writes).await {
             for (&i, outcome) in indices.iter().zip(outcomes) {
                 results[i] = Some(outcome);
@@ -383,18 +382,31 @@ impl Sink for BigQueryWarehouse {
         }
         results
             .into_iter()
-            .map(|r| r.expect("every record belongs to exactly one table"))
+            .map(|r| r.expect("every record is settled or inserted"))
             .collect()
+    }
+
+    async fn find(&self, probes: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
+        Some(
+            self.lookup(probes)
+                .await
+                .map(|found| found.into_iter().map(|(_, id)| id).collect()),
+        )
     }
 
     async fn check(&self) -> Result<(), SinkError> {
         self.readiness.get(self.probe()).await
     }
 
-    /// Two: while one batch waits on BigQuery (or on a replay lookup), the next one fills.
-    /// More in flight only makes smaller batches (more calls for the same rows); one would
-    /// hold first deliveries behind a slow lookup.
+    /// Two: while one batch waits on BigQuery, the next one fills. More in flight only makes
+    /// smaller batches (more calls for the same rows).
     fn batches_in_flight(&self) -> usize {
         2
+    }
+
+    /// Redeliveries wait for a lookup query anyway: they gather longer, so that a replay asks
+    /// one query for many messages, and never hold first deliveries behind it.
+    fn replay_batch_config(&self) -> Option<BatchConfig> {
+        Some(REPLAY_BATCH)
     }
 }

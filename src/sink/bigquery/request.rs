@@ -1,30 +1,27 @@
 //! insertAll requests: rows encoded from the schema's cells, batches cut to BigQuery's
 //! request limits, and per-row errors turned into per-record outcomes.
 
-use std::sync::Arc;
-
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
 use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
 use serde_json::{Map, Value};
 
 use super::NAME;
-use crate::event::Record;
 use crate::schema::cell::JsonStyle;
-use crate::sink::{SinkError, Written};
+use crate::sink::{Entry, SinkError, Written};
 
 /// Google advises at most 500 rows per insertAll request.
 const MAX_ROWS: usize = 500;
 /// The request limit is 10 MB; leave room for the JSON around the rows.
 const MAX_BYTES: usize = 8 * 1024 * 1024;
 
-/// A record's share of a request: its row carries the payload twice (columns and `raw`).
-fn approximate_size(record: &Record) -> usize {
-    record.object_body.len() * 2 + 1024
+/// An entry's share of a request: its row carries the payload twice (columns and `raw`).
+fn approximate_size(entry: &Entry) -> usize {
+    entry.record.delivery.data.len() * 2 + 1024
 }
 
-/// Splits one table's records into requests within BigQuery's limits.
-pub fn chunks<'a>(records: &'a [&'a Arc<Record>]) -> Vec<&'a [&'a Arc<Record>]> {
+/// Splits one table's entries into requests within BigQuery's limits.
+pub fn chunks<'a>(records: &'a [&'a Entry]) -> Vec<&'a [&'a Entry]> {
     let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, record) in records.iter().enumerate() {
@@ -42,11 +39,12 @@ pub fn chunks<'a>(records: &'a [&'a Arc<Record>]) -> Vec<&'a [&'a Arc<Record>]> 
 }
 
 /// The row as insertAll's JSON, NUMERIC as strings so no amount passes through a float.
-pub fn row(record: &Record) -> Map<String, Value> {
-    record
+pub fn row(entry: &Entry) -> Map<String, Value> {
+    entry
+        .record
         .table
         .columns()
-        .zip(&record.row)
+        .zip(entry.cells())
         .map(|(column, cell)| {
             (
                 column.name.to_string(),
@@ -56,14 +54,23 @@ pub fn row(record: &Record) -> Map<String, Value> {
         .collect()
 }
 
-pub fn insert_request(records: &[&Arc<Record>]) -> Result<TableDataInsertAllRequest, BQError> {
+pub fn insert_request(entries: &[&Entry]) -> Result<TableDataInsertAllRequest, BQError> {
     let mut request = TableDataInsertAllRequest::new();
     // Good rows land even when a neighbour is refused; the refused ones are dead-lettered.
     request.skip_invalid_rows();
-    for record in records {
-        request.add_row(Some(record.message_id.clone()), row(record))?;
+    for entry in entries {
+        request.add_row(Some(entry.record.message_id().to_string()), row(entry))?;
     }
     Ok(request)
+}
+
+/// What a stored row says: new, when the landing layer told whether the message landed before
+/// (a redelivery's row was looked up and missing); otherwise only that it was stored.
+fn stored(entry: &Entry) -> Written {
+    match entry.landed_before() {
+        Some(_) => Written::Created,
+        None => Written::Accepted,
+    }
 }
 
 /// A row refused because the table lacks one of its columns: the table is behind the catalog,
@@ -72,14 +79,15 @@ pub const NO_SUCH_FIELD: &str = "no such field";
 
 /// What one insertAll call did with its rows.
 pub struct Outcomes {
-    /// One per row: refused rows carry BigQuery's reason; every other row is `stored`.
+    /// One per row: refused rows carry BigQuery's reason; every other row is [`stored`].
     pub rows: Vec<Result<Written, SinkError>>,
     /// Set when a row was refused because the table lacks a catalog column: the table is behind.
     pub missing_column: Option<String>,
 }
 
-pub fn outcomes(response: TableDataInsertAllResponse, stored: Written, rows: usize) -> Outcomes {
-    let mut outcomes: Vec<Result<Written, SinkError>> = vec![Ok(stored); rows];
+pub fn outcomes(response: TableDataInsertAllResponse, entries: &[&Entry]) -> Outcomes {
+    let mut outcomes: Vec<Result<Written, SinkError>> =
+        entries.iter().map(|e| Ok(stored(e))).collect();
     let mut missing_column = None;
     for row_errors in response.insert_errors.unwrap_or_default() {
         let Some(index) = row_errors.index.and_then(|i| usize::try_from(i).ok()) else {
@@ -133,28 +141,40 @@ pub fn outcomes(response: TableDataInsertAllResponse, stored: Written, rows: usi
 mod tests {
     use super::*;
     use crate::event::testing::record;
+    use crate::sink::Receipt;
     use serde_json::json;
+
+    fn landed(id: &str, data: &[u8]) -> Entry {
+        Entry {
+            record: record(id, data),
+            landing: Some(Receipt {
+                uri: format!("gs://b/{id}.json").into(),
+                before: Some(false),
+            }),
+        }
+    }
 
     #[test]
     fn rows_keep_nested_records_and_send_money_as_strings() {
         let order = br#"{"event_type":"order","order_id":"o","customer_id":"c","order_date":"2026-11-25T10:00:00Z","status":"pending","items":[{"product_id":"p","product_name":"n","quantity":1,"price":0.1}],"shipping_address":{"street":"s","city":"c","country":"NO"},"total_amount":0.30000000000000004}"#;
-        let row = row(&record("1", order));
+        let row = row(&landed("1", order));
         assert_eq!(row["total_amount"], json!("0.30000000000000004"));
         assert_eq!(row["items"][0]["quantity"], json!(1));
         assert_eq!(row["shipping_address"]["city"], json!("c"));
         assert_eq!(row["order_date"], json!("2026-11-25T10:00:00Z"));
         assert_eq!(row["attributes"], json!("{}"));
         assert_eq!(row["message_id"], json!("1"));
+        assert_eq!(row["landing_uri"], json!("gs://b/1.json"));
     }
 
     #[test]
     fn chunks_respect_the_row_and_byte_limits() {
-        let small: Vec<_> = (0..1001).map(|i| record(&i.to_string(), b"{}")).collect();
+        let small: Vec<_> = (0..1001).map(|i| landed(&i.to_string(), b"{}")).collect();
         let refs: Vec<_> = small.iter().collect();
         let sizes: Vec<_> = chunks(&refs).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![500, 500, 1]);
         let big: Vec<_> = (0..3)
-            .map(|i| record(&i.to_string(), &vec![b' '; 3 * 1024 * 1024]))
+            .map(|i| landed(&i.to_string(), &vec![b' '; 3 * 1024 * 1024]))
             .collect();
         let refs: Vec<_> = big.iter().collect();
         let sizes: Vec<_> = chunks(&refs).iter().map(|c| c.len()).collect();
@@ -171,10 +191,12 @@ mod tests {
             ]
         }))
         .unwrap();
+        let entries: Vec<Entry> = (0..4).map(|i| landed(&i.to_string(), b"{}")).collect();
+        let refs: Vec<&Entry> = entries.iter().collect();
         let Outcomes {
             rows: outcomes,
             missing_column,
-        } = outcomes(response, Written::Created, 4);
+        } = outcomes(response, &refs);
         assert_eq!(outcomes[0], Ok(Written::Created));
         assert_eq!(
             outcomes[1],

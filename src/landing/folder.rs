@@ -1,17 +1,16 @@
-//! The embedded landing layer: one file per record under `{data-dir}/landing/`, the same
-//! object names as in the bucket.
-//!
-//! A file appears whole or not at all, and a crash leaves nothing partial behind: each file is
-//! written as an anonymous inode (`O_TMPFILE`) in its folder, which has no name until it is
-//! hard-linked to its real one after the batch's data is synced. The link fails if the name
-//! exists, which is how a redelivery is recognised, with no replacement. Durability is paid
-//! per batch, not per file: one `syncfs` before the links (the contents) and one after (the
-//! directory entries).
+//! The landing layer in a local folder: `{data-dir}/landing/`, the same object names as in the
+//! bucket. Files are only ever created, never replaced, and a crash leaves nothing partial
+//! behind: each file is written as an anonymous inode (`O_TMPFILE`) in its folder, which has
+//! no name until it is hard-linked to its real one after the batch's data is synced. The link
+//! fails if the name exists, which is how a redelivery is recognised, with no replacement.
+//! Durability is paid per batch, not per file: one `syncfs` before the links (the contents)
+//! and one after (the directory entries). What GCS keeps as custom metadata is one extended
+//! attribute here (`user.landfall`, a JSON object), set before the link.
 //!
 //! On a filesystem without `O_TMPFILE`, files are written under hidden temporary names
 //! instead, and whatever such names a crash left behind are removed at start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -21,10 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, openat, unlinkat};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, XattrFlags, linkat, openat, statat, unlinkat};
 use rustix::io::Errno;
 
-use super::{Entry, Layer, Sink, SinkError, Written, on_blocking_thread};
+use super::{Listed, Object, Put, Store};
+use crate::sink::{SinkError, blocking};
 
 const NAME: &str = "landing";
 /// Measured with benches/load.rs on this project's machines: 64 files a batch and 4 batches in
@@ -32,6 +35,8 @@ const NAME: &str = "landing";
 const MAX_BATCH: usize = 64;
 const BATCHES_IN_FLIGHT: usize = 4;
 const TEMP_SUFFIX: &str = ".tmp";
+/// The extended attribute holding an object's metadata.
+const METADATA_XATTR: &str = "user.landfall";
 
 /// How a file is held between its write and its link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +50,12 @@ pub enum Staging {
     Named,
 }
 
-pub struct LocalLanding {
+pub struct Folder {
     root: PathBuf,
     staging: Staging,
 }
 
-impl LocalLanding {
+impl Folder {
     /// Creates the landing folder if needed; `root` should be absolute, since rows record it.
     pub fn open(root: PathBuf) -> anyhow::Result<Self> {
         fs::create_dir_all(&root)
@@ -67,33 +72,81 @@ impl LocalLanding {
         Ok(Self { root, staging })
     }
 
-    /// The URI prefix rows record for objects in this folder.
-    pub fn base_uri(&self) -> String {
-        format!("file://{}", self.root.display())
-    }
-
     pub fn staging(&self) -> Staging {
         self.staging
     }
 }
 
 #[async_trait]
-impl Sink for LocalLanding {
+impl Store for Folder {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn layer(&self) -> Layer {
-        Layer::Landing
+    fn base_uri(&self) -> String {
+        format!("file://{}", self.root.display())
     }
 
-    async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+    async fn create(&self, objects: Vec<Object>) -> Vec<Result<Put, SinkError>> {
         let (root, staging) = (self.root.clone(), self.staging);
-        let batch = batch.to_vec();
-        on_blocking_thread(NAME, batch.len(), move || {
-            Ok(write_batch(&root, staging, &batch))
+        let len = objects.len();
+        blocking(NAME, len, move || Ok(write_batch(&root, staging, &objects))).await
+    }
+
+    async fn exists(&self, names: Vec<String>) -> Vec<Result<bool, SinkError>> {
+        let root = self.root.clone();
+        let len = names.len();
+        blocking(NAME, len, move || {
+            Ok(names.iter().map(|name| exists(&root, name)).collect())
         })
         .await
+    }
+
+    async fn read(&self, name: &str) -> anyhow::Result<Option<Bytes>> {
+        let path = self.root.join(name);
+        tokio::task::spawn_blocking(move || match fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+        })
+        .await?
+    }
+
+    fn list(&self, prefix: String) -> BoxStream<'static, anyhow::Result<Listed>> {
+        let root = self.root.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            for item in walk(&root, &prefix) {
+                if sender.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+
+    async fn folders(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        tokio::task::spawn_blocking(move || {
+            let path = root.join(&prefix);
+            let entries = match fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to list {}", path.display()));
+                }
+            };
+            let mut folders = Vec::new();
+            for entry in entries {
+                let entry = entry.with_context(|| format!("failed to list {}", path.display()))?;
+                if entry.file_type()?.is_dir() {
+                    folders.push(format!("{prefix}{}/", entry.file_name().to_string_lossy()));
+                }
+            }
+            folders.sort();
+            Ok(folders)
+        })
+        .await?
     }
 
     async fn check(&self) -> Result<(), SinkError> {
@@ -113,9 +166,96 @@ impl Sink for LocalLanding {
 
     /// A batch's files are created one after another and all its requests wait for the last:
     /// smaller batches let requests go sooner, and the sync they share costs little.
-    fn max_batch_events(&self) -> usize {
+    fn max_batch_objects(&self) -> usize {
         MAX_BATCH
     }
+}
+
+fn exists(root: &Path, name: &str) -> Result<bool, SinkError> {
+    match statat(CWD, root.join(name), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(Errno::NOENT | Errno::NOTDIR) => Ok(false),
+        Err(e) => Err(SinkError::new(
+            NAME,
+            &anyhow::Error::new(io::Error::from(e)).context(format!("failed to look for {name}")),
+        )),
+    }
+}
+
+/// The files under `root/prefix…`, in name order, with their metadata; temporary names are
+/// not objects.
+fn walk(root: &Path, prefix: &str) -> Vec<anyhow::Result<Listed>> {
+    // The prefix may end inside a name (`output/order/2026/11/2`): walk from its folder.
+    let start = match prefix.rsplit_once('/') {
+        Some((folder, _)) => root.join(folder),
+        None => root.to_path_buf(),
+    };
+    let mut found = Vec::new();
+    let mut folders = vec![start];
+    while let Some(folder) = folders.pop() {
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                found
+                    .push(Err(anyhow::Error::new(e)
+                        .context(format!("failed to list {}", folder.display()))));
+                continue;
+            }
+        };
+        for entry in entries {
+            let listed = entry
+                .map_err(anyhow::Error::from)
+                .and_then(|entry| {
+                    let path = entry.path();
+                    let relative = path.strip_prefix(root)?.display().to_string();
+                    if entry.file_type()?.is_dir() {
+                        if leads_to(&relative, prefix) {
+                            folders.push(path);
+                        }
+                        return Ok(None);
+                    }
+                    let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                    if hidden || !relative.starts_with(prefix) {
+                        return Ok(None);
+                    }
+                    Ok(Some(listed(&path, relative)?))
+                })
+                .with_context(|| format!("failed to list {}", folder.display()));
+            match listed {
+                Ok(Some(listed)) => found.push(Ok(listed)),
+                Ok(None) => {}
+                Err(e) => found.push(Err(e)),
+            }
+        }
+    }
+    found.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.name.cmp(&b.name),
+        _ => std::cmp::Ordering::Equal,
+    });
+    found
+}
+
+/// Whether objects under the folder `relative` can start with `prefix`.
+fn leads_to(relative: &str, prefix: &str) -> bool {
+    let folder = format!("{relative}/");
+    prefix.starts_with(&folder) || folder.starts_with(prefix)
+}
+
+fn listed(path: &Path, name: String) -> anyhow::Result<Listed> {
+    let modified = fs::metadata(path)?.modified()?;
+    let mut buffer = vec![0u8; 16 * 1024];
+    let metadata = match rustix::fs::getxattr(path, METADATA_XATTR, &mut buffer[..]) {
+        Ok(len) => serde_json::from_slice(&buffer[..len])
+            .with_context(|| format!("{} has unreadable metadata", path.display()))?,
+        Err(Errno::NODATA | Errno::NOTSUP) => BTreeMap::new(),
+        Err(e) => return Err(io::Error::from(e)).context("failed to read its metadata"),
+    };
+    Ok(Listed {
+        name,
+        metadata,
+        created: DateTime::<Utc>::from(modified),
+    })
 }
 
 /// Which [`Staging`] this filesystem and these privileges allow, found by trying.
@@ -199,7 +339,7 @@ enum Staged {
 
 /// A record waiting for its link, or already settled.
 enum Pending {
-    Done(Result<Written, SinkError>),
+    Done(Result<Put, SinkError>),
     Staged {
         dir: Arc<OwnedFd>,
         file: Staged,
@@ -211,19 +351,11 @@ enum Pending {
 /// relative to it instead of walking the whole path again.
 type Folders = HashMap<String, Result<Arc<OwnedFd>, SinkError>>;
 
-fn write_batch(root: &Path, staging: Staging, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+fn write_batch(root: &Path, staging: Staging, objects: &[Object]) -> Vec<Result<Put, SinkError>> {
     let mut folders = Folders::new();
-    let staged: Vec<Pending> = batch
+    let staged: Vec<Pending> = objects
         .iter()
-        .map(|e| {
-            stage(
-                root,
-                staging,
-                &mut folders,
-                &e.record.object_name,
-                &e.record.object_body,
-            )
-        })
+        .map(|o| stage(root, staging, &mut folders, o))
         .collect();
     if !staged.iter().any(|p| matches!(p, Pending::Staged { .. })) {
         return staged.into_iter().map(settled).collect();
@@ -239,14 +371,14 @@ fn write_batch(root: &Path, staging: Staging, batch: &[Entry]) -> Vec<Result<Wri
     }
 }
 
-fn settled(pending: Pending) -> Result<Written, SinkError> {
+fn settled(pending: Pending) -> Result<Put, SinkError> {
     match pending {
         Pending::Done(result) => result,
         Pending::Staged { .. } => unreachable!("every staged file is linked before settling"),
     }
 }
 
-fn abandon(pending: Pending, error: &anyhow::Error) -> Result<Written, SinkError> {
+fn abandon(pending: Pending, error: &anyhow::Error) -> Result<Put, SinkError> {
     match pending {
         Pending::Staged { dir, file, .. } => {
             if let Staged::Named(temp) = file {
@@ -254,19 +386,13 @@ fn abandon(pending: Pending, error: &anyhow::Error) -> Result<Written, SinkError
             }
             Err(SinkError::new(NAME, error))
         }
-        Pending::Done(Ok(Written::Created)) => Err(SinkError::new(NAME, error)),
+        Pending::Done(Ok(Put::Created)) => Err(SinkError::new(NAME, error)),
         Pending::Done(other) => other,
     }
 }
 
-fn stage(
-    root: &Path,
-    staging: Staging,
-    folders: &mut Folders,
-    object: &str,
-    body: &[u8],
-) -> Pending {
-    let (folder, name) = object.rsplit_once('/').unwrap_or(("", object));
+fn stage(root: &Path, staging: Staging, folders: &mut Folders, object: &Object) -> Pending {
+    let (folder, name) = object.name.rsplit_once('/').unwrap_or(("", &object.name));
     let dir = folders
         .entry(folder.to_string())
         .or_insert_with(|| open_folder(root, folder).map_err(|e| SinkError::new(NAME, &e)));
@@ -274,9 +400,10 @@ fn stage(
         Ok(dir) => dir.clone(),
         Err(e) => return Pending::Done(Err(e.clone())),
     };
+    let metadata = metadata_json(&object.metadata);
     let written = match staging {
-        Staging::Named => write_named(&dir, name, body).map(Staged::Named),
-        _ => write_anonymous(&dir, body).map(Staged::Anonymous),
+        Staging::Named => write_named(&dir, name, &object.body, &metadata).map(Staged::Named),
+        _ => write_anonymous(&dir, &object.body, &metadata).map(Staged::Anonymous),
     };
     match written {
         Ok(file) => Pending::Staged {
@@ -286,8 +413,27 @@ fn stage(
         },
         Err(e) => Pending::Done(Err(SinkError::new(
             NAME,
-            &e.context(format!("failed to write {object}")),
+            &e.context(format!("failed to write {}", object.name)),
         ))),
+    }
+}
+
+fn metadata_json(metadata: &[(&'static str, String)]) -> Vec<u8> {
+    if metadata.is_empty() {
+        return Vec::new();
+    }
+    let map: BTreeMap<&str, &str> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    serde_json::to_vec(&map).expect("a string map serialises")
+}
+
+/// Sets the metadata attribute; a filesystem without user attributes keeps the file without.
+fn set_metadata(fd: &OwnedFd, metadata: &[u8]) -> anyhow::Result<()> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    match rustix::fs::fsetxattr(fd, METADATA_XATTR, metadata, XattrFlags::empty()) {
+        Ok(()) | Err(Errno::NOTSUP) => Ok(()),
+        Err(e) => Err(io::Error::from(e)).context("failed to set the file's metadata"),
     }
 }
 
@@ -297,16 +443,17 @@ fn open_folder(root: &Path, folder: &str) -> anyhow::Result<Arc<OwnedFd>> {
     Ok(Arc::new(open_dir(&path)?))
 }
 
-fn write_anonymous(dir: &OwnedFd, body: &[u8]) -> anyhow::Result<OwnedFd> {
+fn write_anonymous(dir: &OwnedFd, body: &[u8], metadata: &[u8]) -> anyhow::Result<OwnedFd> {
     let fd = anonymous(dir)
         .map_err(io::Error::from)
         .context("failed to create an anonymous file")?;
+    set_metadata(&fd, metadata)?;
     let mut file = File::from(fd);
     file.write_all(body).context("failed to write")?;
     Ok(file.into())
 }
 
-fn write_named(dir: &OwnedFd, name: &str, body: &[u8]) -> anyhow::Result<String> {
+fn write_named(dir: &OwnedFd, name: &str, body: &[u8], metadata: &[u8]) -> anyhow::Result<String> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     // Hidden, and unique: the pid separates processes sharing the folder.
     let temp = format!(
@@ -318,6 +465,7 @@ fn write_named(dir: &OwnedFd, name: &str, body: &[u8]) -> anyhow::Result<String>
     let fd = openat(dir, temp.as_str(), flags, Mode::from_raw_mode(0o644))
         .map_err(io::Error::from)
         .with_context(|| format!("failed to create {temp}"))?;
+    set_metadata(&fd, metadata)?;
     File::from(fd)
         .write_all(body)
         .with_context(|| format!("failed to write {temp}"))?;
@@ -333,9 +481,9 @@ fn link(pending: Pending, staging: Staging) -> Pending {
         Staged::Named(temp) => linkat(&*dir, temp.as_str(), &*dir, name.as_str(), AtFlags::empty()),
     };
     let result = match linked {
-        Ok(()) => Ok(Written::Created),
+        Ok(()) => Ok(Put::Created),
         // The name exists: an earlier delivery of this message landed it.
-        Err(Errno::EXIST) => Ok(Written::AlreadyPresent),
+        Err(Errno::EXIST) => Ok(Put::AlreadyPresent),
         Err(e) => Err(SinkError::new(
             NAME,
             &anyhow::Error::new(io::Error::from(e)).context(format!("failed to link {name}")),
@@ -357,10 +505,10 @@ fn sync(root: &Path) -> anyhow::Result<()> {
 fn probe(root: &Path, staging: Staging) -> anyhow::Result<()> {
     let dir = open_dir(root).with_context(|| format!("cannot write to {}", root.display()))?;
     let result = match staging {
-        Staging::Named => write_named(&dir, "ready-probe", b"probe").map(|temp| {
+        Staging::Named => write_named(&dir, "ready-probe", b"probe", &[]).map(|temp| {
             let _ = unlinkat(&dir, temp.as_str(), AtFlags::empty());
         }),
-        _ => write_anonymous(&dir, b"probe").map(drop),
+        _ => write_anonymous(&dir, b"probe", &[]).map(drop),
     };
     result.with_context(|| format!("cannot write to {}", root.display()))
 }
@@ -372,7 +520,7 @@ mod tests {
     #[test]
     fn this_filesystem_stages_files_without_names() {
         let dir = tempfile::tempdir().unwrap();
-        let landing = LocalLanding::open(dir.path().to_path_buf()).unwrap();
+        let landing = Folder::open(dir.path().to_path_buf()).unwrap();
         assert_ne!(
             landing.staging(),
             Staging::Named,
@@ -403,8 +551,8 @@ mod tests {
     fn named_staging_still_refuses_to_replace() {
         let dir = tempfile::tempdir().unwrap();
         let fd = Arc::new(open_dir(dir.path()).unwrap());
-        for expected in [Written::Created, Written::AlreadyPresent] {
-            let temp = write_named(&fd, "a.json", b"x").unwrap();
+        for expected in [Put::Created, Put::AlreadyPresent] {
+            let temp = write_named(&fd, "a.json", b"x", &[]).unwrap();
             let pending = Pending::Staged {
                 dir: fd.clone(),
                 file: Staged::Named(temp),
@@ -417,5 +565,60 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["a.json"]);
+    }
+
+    fn object(name: &str, body: &[u8], metadata: Vec<(&'static str, String)>) -> Object {
+        Object {
+            name: name.into(),
+            body: Bytes::copy_from_slice(body),
+            content_type: "application/json",
+            metadata,
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_are_created_once_and_listed_back_with_their_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Folder::open(dir.path().to_path_buf()).unwrap();
+        let first = vec![
+            object("out/a/1.json", b"one", vec![("message_id", "1".into())]),
+            object("out/b/2.json", b"two", vec![]),
+        ];
+        assert_eq!(
+            folder.create(first).await,
+            vec![Ok(Put::Created), Ok(Put::Created)]
+        );
+        let again = vec![object("out/a/1.json", b"other", vec![])];
+        assert_eq!(folder.create(again).await, vec![Ok(Put::AlreadyPresent)]);
+        assert_eq!(
+            folder.read("out/a/1.json").await.unwrap().unwrap(),
+            &b"one"[..]
+        );
+        assert_eq!(folder.read("out/a/9.json").await.unwrap(), None);
+        assert_eq!(
+            folder
+                .exists(vec![
+                    "out/a/1.json".into(),
+                    "out/a/9.json".into(),
+                    "nope/x".into()
+                ])
+                .await,
+            vec![Ok(true), Ok(false), Ok(false)]
+        );
+        use futures::StreamExt;
+        let listed: Vec<Listed> = folder
+            .list("out/a".into())
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "out/a/1.json");
+        assert_eq!(listed[0].metadata["message_id"], "1");
+        let all: Vec<String> = folder
+            .list("out/".into())
+            .map(|l| l.unwrap().name)
+            .collect()
+            .await;
+        assert_eq!(all, ["out/a/1.json", "out/b/2.json"]);
     }
 }
