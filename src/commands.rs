@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use crate::config::{ApplyArgs, CatalogArgs, CheckArgs, PrintArgs, SchemaCommand};
 use crate::repair::{self, Kind, Output, RepairConfig};
-use crate::schema::{Catalog, bigquery};
+use crate::schema::{Catalog, bigquery, curated};
 use crate::sink::bigquery::apply;
 use crate::telemetry::{self, LogTo};
 
@@ -39,7 +39,7 @@ async fn run_repair(kind: Kind, config: RepairConfig) -> anyhow::Result<()> {
 /// Runs one schema command; what it prints goes to stdout.
 pub async fn schema(command: SchemaCommand) -> anyhow::Result<()> {
     match command {
-        SchemaCommand::Check(args) => check(&args),
+        SchemaCommand::Check(args) => check(&args).await,
         SchemaCommand::Print(args) => print(&args),
         SchemaCommand::Apply(args) => apply(&args).await,
     }
@@ -49,8 +49,55 @@ fn load(args: &CatalogArgs) -> anyhow::Result<Catalog> {
     Ok(Catalog::load(&args.source())?)
 }
 
-fn check(args: &CheckArgs) -> anyhow::Result<()> {
+async fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let catalog = load(&args.catalog)?;
+    describe_catalog(&catalog);
+    let mut conflicts = Vec::new();
+    if let Some(dir) = &args.data_dir {
+        conflicts.extend(check_embedded(dir, &catalog)?);
+    }
+    if let Some(target) = args.bigquery.target() {
+        conflicts.extend(check_bigquery(&target, &catalog).await?);
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("serve would refuse to start:\n  {}", conflicts.join("\n  "))
+    }
+}
+
+/// What `serve` would do to the embedded warehouse in `dir`.
+fn check_embedded(dir: &std::path::Path, catalog: &Catalog) -> anyhow::Result<Vec<String>> {
+    let path = dir.join("warehouse.db");
+    if !path.exists() {
+        println!("{}: none yet; serve creates every table", path.display());
+        return Ok(Vec::new());
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let connection = rusqlite::Connection::open_with_flags(&path, flags)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    let plan = crate::sink::sqlite::plan(&connection, catalog)?;
+    if plan.changes.is_empty() {
+        println!("{}: every table matches the catalog", path.display());
+    }
+    for change in &plan.changes {
+        println!("{}: {change}", path.display());
+    }
+    Ok(plan.conflicts)
+}
+
+async fn check_bigquery(
+    target: &crate::sink::bigquery::BigQueryTarget,
+    catalog: &Catalog,
+) -> anyhow::Result<Vec<String>> {
+    let (report, conflicts) = apply::describe(target, catalog).await?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(conflicts)
+}
+
+fn describe_catalog(catalog: &Catalog) {
     for event_type in catalog.event_types() {
         let table = &event_type.table;
         let clustering = if table.cluster_by.is_empty() {
@@ -75,7 +122,6 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         if count == 1 { "" } else { "s" },
         catalog.dead_letter().name
     );
-    Ok(())
 }
 
 fn print(args: &PrintArgs) -> anyhow::Result<()> {
@@ -84,10 +130,16 @@ fn print(args: &PrintArgs) -> anyhow::Result<()> {
         Some(project) => format!("{project}.{dataset}"),
         None => dataset.to_string(),
     };
-    print!(
-        "{}",
-        bigquery::ddl(&qualified(&args.bigquery_dataset), &catalog)
-    );
+    if args.curated {
+        let project = args.bigquery_project.as_deref().unwrap_or("PROJECT");
+        let (raw, views) = (&args.bigquery_dataset, &args.bigquery_curated_dataset);
+        print!("{}", curated::bigquery_ddl(project, raw, views, &catalog));
+    } else {
+        print!(
+            "{}",
+            bigquery::ddl(&qualified(&args.bigquery_dataset), &catalog)
+        );
+    }
     Ok(())
 }
 
@@ -97,7 +149,7 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
         .bigquery
         .target()
         .context("schema apply needs --bigquery-project (LANDFALL_BIGQUERY_PROJECT)")?;
-    for line in apply::apply(&target, &catalog).await? {
+    for line in apply::apply(&target, &args.bigquery_curated_dataset, &catalog).await? {
         println!("{line}");
     }
     Ok(())

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::cell::payload_cells;
 use super::columns::{self, Finding, escape};
+use super::curated;
 use super::metadata::{self, DEAD_LETTER_TABLE, EVENT_METADATA};
 use super::validate::{self, Violation};
 use super::{Cell, Column, ColumnType, Mode, Table};
@@ -288,6 +289,7 @@ struct Block {
     time_field: String,
     #[serde(default)]
     cluster_by: Vec<String>,
+    curated: Option<curated::CuratedBlock>,
 }
 
 fn finding(pointer: &str, message: impl Into<String>) -> Finding {
@@ -309,6 +311,9 @@ fn event_type(file: &File) -> Result<EventType, Vec<Finding>> {
     problems.extend(check_reserved(&derived.columns));
     let time_index = check_time_field(&doc, &block, &derived.columns, &mut problems);
     problems.extend(check_cluster_by(&block, &derived.columns));
+    let (curated, found) =
+        curated::check(block.curated.as_ref(), &block.time_field, &derived.columns);
+    problems.extend(found);
     let validator = validate::compile(&doc).map_err(|e| {
         let mut all = problems.clone();
         all.push(finding(
@@ -334,6 +339,7 @@ fn event_type(file: &File) -> Result<EventType, Vec<Finding>> {
         metadata: &EVENT_METADATA,
         partition_by: block.time_field.clone(),
         cluster_by: block.cluster_by.clone(),
+        curated: Some(curated),
     };
     Ok(EventType {
         name: block.event_type.as_str().into(),

@@ -188,6 +188,7 @@ pub fn dead_letter_table() -> Arc<Table> {
                 metadata: &DEAD_LETTER_COLUMNS,
                 partition_by: "received_at".into(),
                 cluster_by: Vec::new(),
+                curated: None,
             })
         })
         .clone()

@@ -10,6 +10,7 @@ pub mod bigquery;
 pub mod catalog;
 pub mod cell;
 mod columns;
+pub mod curated;
 pub mod metadata;
 pub mod sqlite;
 mod validate;
@@ -83,7 +84,7 @@ impl Column {
 }
 
 /// A warehouse table: the payload's columns, then landfall's metadata columns.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub name: String,
     pub description: String,
@@ -92,6 +93,8 @@ pub struct Table {
     /// Column whose DATE() partitions the BigQuery table.
     pub partition_by: String,
     pub cluster_by: Vec<String>,
+    /// How the curated layer models it (`None` for the dead letter, which has its own view).
+    pub curated: Option<curated::Curated>,
 }
 
 impl Table {

@@ -1,7 +1,10 @@
 //! The embedded warehouse's tables: the same columns as BigQuery with the storage classes
 //! SQLite has. Records, arrays and JSON become JSON text; money is REAL, as it always was here.
+//! SQLite has no partitions and no clustering: `cluster_by` and the partition column shape
+//! BigQuery only.
 
-use super::{Column, ColumnType, Mode, Table};
+use super::curated::{self, Dialect};
+use super::{Catalog, Column, ColumnType, Mode, Table};
 
 pub fn column_type(column: &Column) -> &'static str {
     match (&column.ty, column.mode) {
@@ -13,8 +16,12 @@ pub fn column_type(column: &Column) -> &'static str {
 }
 
 fn definition(column: &Column) -> String {
+    definition_with(column, column.mode == Mode::Required)
+}
+
+fn definition_with(column: &Column, not_null: bool) -> String {
     let mut sql = format!("\"{}\" {}", column.name, column_type(column));
-    if column.mode == Mode::Required {
+    if not_null {
         sql.push_str(" NOT NULL");
     }
     if column.name == "message_id" {
@@ -58,12 +65,29 @@ pub struct ExistingColumn {
 /// What it takes to bring an existing table to the catalog's shape.
 #[derive(Debug, Default, PartialEq)]
 pub struct Evolution {
-    /// `ALTER TABLE … ADD COLUMN` statements, one per missing column (always nullable: the
-    /// rows already there lack it).
+    /// The statements, in order: `ALTER TABLE … ADD COLUMN` for each missing column (always
+    /// nullable: the rows already there lack it), or a rebuild of the table when a column is
+    /// relaxed (SQLite cannot drop a NOT NULL in place).
     pub additions: Vec<String>,
     pub added: Vec<String>,
+    /// Columns the catalog no longer requires: NOT NULL is dropped.
+    pub relaxed: Vec<String>,
     /// Differences that cannot be changed in place, each naming its column.
     pub conflicts: Vec<String>,
+}
+
+impl Evolution {
+    /// What would change, one line per table (`schema check --data-dir`, start-up logs).
+    pub fn describe(&self, table: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.added.is_empty() {
+            parts.push(format!("adds columns {}", self.added.join(", ")));
+        }
+        if !self.relaxed.is_empty() {
+            parts.push(format!("relaxes to nullable {}", self.relaxed.join(", ")));
+        }
+        (!parts.is_empty()).then(|| format!("table {table}: {}", parts.join("; ")))
+    }
 }
 
 pub fn evolve(table: &Table, existing: &[ExistingColumn]) -> Evolution {
@@ -88,13 +112,13 @@ pub fn evolve(table: &Table, existing: &[ExistingColumn]) -> Evolution {
                 ));
             }
             Some(e) if e.not_null && column.mode != Mode::Required => {
-                evolution.conflicts.push(format!(
-                    "column {}.{name} is NOT NULL in the database, but the catalog no longer requires it",
-                    table.name
-                ));
+                evolution.relaxed.push(name.to_string());
             }
             Some(_) => {}
         }
+    }
+    if !evolution.relaxed.is_empty() {
+        evolution.additions = rebuild(table, existing);
     }
     for e in existing {
         if !table
@@ -108,6 +132,50 @@ pub fn evolve(table: &Table, existing: &[ExistingColumn]) -> Evolution {
         }
     }
     evolution
+}
+
+/// The table made anew with the catalog's columns, NOT NULL only where the database has it
+/// and the catalog still requires it, the rows copied over: SQLite's way to relax a column.
+fn rebuild(table: &Table, existing: &[ExistingColumn]) -> Vec<String> {
+    let name = &table.name;
+    let temporary = format!("{name}__landfall_rebuild");
+    let columns: Vec<String> = table
+        .columns()
+        .map(|c| {
+            let had = existing
+                .iter()
+                .find(|e| e.name.eq_ignore_ascii_case(&c.name));
+            definition_with(
+                c,
+                c.mode == Mode::Required && had.is_some_and(|e| e.not_null),
+            )
+        })
+        .collect();
+    let copied: Vec<String> = existing.iter().map(|e| format!("\"{}\"", e.name)).collect();
+    let copied = copied.join(", ");
+    vec![
+        format!(
+            "CREATE TABLE \"{temporary}\" (\n  {}\n)",
+            columns.join(",\n  ")
+        ),
+        format!("INSERT INTO \"{temporary}\" ({copied}) SELECT {copied} FROM \"{name}\""),
+        format!("DROP TABLE \"{name}\""),
+        format!("ALTER TABLE \"{temporary}\" RENAME TO \"{name}\""),
+    ]
+}
+
+/// The curated views, created anew at every start (after any table change): first every
+/// `curated_…` view there is, dropped, then the catalog's.
+pub fn views(catalog: &Catalog, existing_views: &[String]) -> Vec<String> {
+    let mut statements: Vec<String> = existing_views
+        .iter()
+        .filter(|v| v.starts_with("curated_"))
+        .map(|v| format!("DROP VIEW IF EXISTS \"{v}\""))
+        .collect();
+    for view in curated::views(&Dialect::Sqlite, catalog) {
+        statements.push(format!("CREATE VIEW \"{}\" AS {}", view.name, view.query));
+    }
+    statements
 }
 
 #[cfg(test)]
@@ -150,6 +218,34 @@ mod tests {
         assert!(sql.contains(&format!("?{columns})")));
         assert!(!sql.contains(&format!("?{}", columns + 1)));
         assert!(sql.ends_with("ON CONFLICT(\"message_id\") DO NOTHING"));
+    }
+
+    #[test]
+    fn a_column_no_longer_required_is_relaxed_by_rebuilding_the_table() {
+        let table = order();
+        let mut current = existing(&table);
+        let total = current
+            .iter_mut()
+            .find(|c| c.name == "total_amount")
+            .unwrap();
+        total.not_null = true;
+        let mut relaxed = (*table).clone();
+        relaxed
+            .payload
+            .iter_mut()
+            .find(|c| c.name == "total_amount")
+            .unwrap()
+            .mode = Mode::Nullable;
+        let evolution = evolve(&relaxed, &current);
+        assert_eq!(evolution.relaxed, ["total_amount"]);
+        assert!(evolution.conflicts.is_empty());
+        assert_eq!(evolution.additions.len(), 4, "{:?}", evolution.additions);
+        assert!(evolution.additions[0].contains("\"total_amount\" REAL,"));
+        assert!(evolution.additions[0].contains("\"order_id\" TEXT NOT NULL"));
+        assert_eq!(
+            evolution.describe("order").as_deref(),
+            Some("table order: relaxes to nullable total_amount")
+        );
     }
 
     #[test]

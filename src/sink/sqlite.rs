@@ -58,34 +58,76 @@ impl SqliteWarehouse {
     }
 }
 
-/// Creates missing tables, adds missing columns, and refuses what cannot change in place.
-fn evolve(connection: &Connection, catalog: &Catalog) -> anyhow::Result<()> {
-    let mut conflicts = Vec::new();
-    let mut additions = Vec::new();
+/// What bringing a database to the catalog's shape takes.
+pub struct Plan {
+    /// In order: the curated views dropped, tables created or changed, the views created.
+    statements: Vec<String>,
+    /// One line per table that changes.
+    pub changes: Vec<String>,
+    /// What cannot change in place, one line per column.
+    pub conflicts: Vec<String>,
+}
+
+/// Compares the database with the catalog: new tables and columns are added, columns no
+/// longer required are relaxed, the curated views are made anew; anything else is a conflict.
+pub fn plan(connection: &Connection, catalog: &Catalog) -> anyhow::Result<Plan> {
+    let mut plan = Plan {
+        statements: sqlite::views(catalog, &existing_views(connection)?)
+            .into_iter()
+            .filter(|s| s.starts_with("DROP"))
+            .collect(),
+        changes: Vec::new(),
+        conflicts: Vec::new(),
+    };
     for table in catalog.tables() {
         let existing = existing_columns(connection, &table.name)?;
         if existing.is_empty() {
-            additions.push(sqlite::create_table(table));
+            plan.statements.push(sqlite::create_table(table));
+            plan.changes.push(format!("table {}: created", table.name));
             continue;
         }
         let evolution = sqlite::evolve(table, &existing);
-        if !evolution.added.is_empty() {
-            tracing::info!(table = %table.name, columns = ?evolution.added, "adding columns to the embedded warehouse");
-        }
-        conflicts.extend(evolution.conflicts);
-        additions.extend(evolution.additions);
+        plan.changes.extend(evolution.describe(&table.name));
+        plan.conflicts.extend(evolution.conflicts);
+        plan.statements.extend(evolution.additions);
     }
-    if !conflicts.is_empty() {
-        bail!("{}", conflicts.join("; "));
+    plan.statements.extend(
+        sqlite::views(catalog, &[])
+            .into_iter()
+            .filter(|s| s.starts_with("CREATE")),
+    );
+    Ok(plan)
+}
+
+/// Brings the database to the catalog's shape in one transaction, or changes nothing.
+fn evolve(connection: &Connection, catalog: &Catalog) -> anyhow::Result<()> {
+    let plan = plan(connection, catalog)?;
+    if !plan.conflicts.is_empty() {
+        bail!("{}", plan.conflicts.join("; "));
+    }
+    for change in &plan.changes {
+        tracing::info!(change = %change, "embedded warehouse brought up to the catalog");
     }
     let tx = connection
         .unchecked_transaction()
         .context("failed to begin the schema change")?;
-    for statement in &additions {
+    for statement in &plan.statements {
         tx.execute_batch(statement)
             .with_context(|| format!("failed to run {statement}"))?;
     }
     tx.commit().context("failed to commit the schema change")
+}
+
+fn existing_views(connection: &Connection) -> anyhow::Result<Vec<String>> {
+    let mut statement = connection
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'view'")
+        .context("failed to read the view list")?;
+    let names = statement
+        .query_map([], |row| row.get(0))
+        .context("failed to read the view list")?;
+    names
+        .collect::<Result<_, _>>()
+        .context("failed to read the view list")
 }
 
 fn existing_columns(connection: &Connection, table: &str) -> anyhow::Result<Vec<ExistingColumn>> {

@@ -445,6 +445,48 @@ fn broken_catalogs() -> Vec<Broken> {
             )],
             expected: "order.json#/properties/message_id: \"message_id\" is a column landfall adds to every row",
         },
+        Broken {
+            name: "a curated key that is not a top-level scalar",
+            files: vec![(
+                "order.json",
+                changed(&|s| {
+                    s["x-landfall"]["curated"]["key"] = json!(["order_id", "shipping_address"])
+                }),
+            )],
+            expected: "order.json#/x-landfall/curated/key/1: \"shipping_address\" is a nested, repeated or JSON column; a key is a top-level scalar",
+        },
+        Broken {
+            name: "a curated key that is unknown",
+            files: vec![(
+                "order.json",
+                changed(&|s| s["x-landfall"]["curated"]["key"] = json!(["order_number"])),
+            )],
+            expected: "order.json#/x-landfall/curated/key/0: \"order_number\" is not a top-level property",
+        },
+        Broken {
+            name: "a latest_by that cannot order versions",
+            files: vec![(
+                "order.json",
+                changed(&|s| s["x-landfall"]["curated"]["latest_by"] = json!("status")),
+            )],
+            expected: "order.json#/x-landfall/curated/latest_by: \"status\" must be a top-level timestamp, date or number to order versions by",
+        },
+        Broken {
+            name: "a flatten column that is not a repeated record",
+            files: vec![(
+                "order.json",
+                changed(&|s| s["x-landfall"]["curated"]["flatten"] = json!(["shipping_address"])),
+            )],
+            expected: "order.json#/x-landfall/curated/flatten/0: \"shipping_address\" is not an array of objects (a repeated record), so there are no element rows to make",
+        },
+        Broken {
+            name: "a curated block with an unknown member",
+            files: vec![(
+                "order.json",
+                changed(&|s| s["x-landfall"]["curated"]["dedupe"] = json!(true)),
+            )],
+            expected: "order.json#/x-landfall: is not a landfall block: unknown field `dedupe`",
+        },
     ]
 }
 
@@ -482,4 +524,108 @@ fn every_class_of_broken_catalog_is_refused_by_schema_check_and_by_serve_alike()
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_field_no_longer_required_is_relaxed_in_the_embedded_warehouse_keeping_its_rows() {
+    let app = spawn_app().await;
+    json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    let mut relaxed = shipped_schema("order");
+    relaxed["required"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r != "total_amount");
+    let catalog = catalog_dir(&[
+        ("order.json", relaxed.to_string()),
+        ("inventory.json", shipped_schema("inventory").to_string()),
+        (
+            "user_activity.json",
+            shipped_schema("user_activity").to_string(),
+        ),
+    ]);
+    let schemas = catalog.path().to_str().unwrap();
+
+    let mut app = app;
+    app.stop_in_place().await;
+    let data = app.data_dir.path().to_str().unwrap();
+    let check = landfall(&["schema", "check", "--schemas", schemas, "--data-dir", data]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        stdout.contains("warehouse.db: table order: relaxes to nullable total_amount"),
+        "schema check tells before the restart: {stdout}"
+    );
+
+    let app = app.restart(&["--schemas", schemas]).await;
+    let mut without: Value = serde_json::from_slice(&fixture_data("order.json")).unwrap();
+    without.as_object_mut().unwrap().remove("total_amount");
+    let ack = json_body(
+        app.push_json(&envelope("2", without.to_string().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+    assert_eq!(ack["outcome"], "landed", "{ack}");
+    assert_eq!(
+        app.query("SELECT message_id, total_amount FROM \"order\" ORDER BY message_id"),
+        vec![
+            vec![text("1000001"), rusqlite::types::Value::Real(59.99)],
+            vec![text("2"), rusqlite::types::Value::Null],
+        ]
+    );
+    let not_null: i64 = match &app
+        .query("SELECT \"notnull\" FROM pragma_table_info('order') WHERE name = 'total_amount'")[0]
+        [0]
+    {
+        rusqlite::types::Value::Integer(n) => *n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(not_null, 0);
+    app.stop().await;
+}
+
+#[test]
+fn schema_check_names_what_serve_would_add_or_refuse_in_the_embedded_warehouse() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(data_dir.path().join("warehouse.db")).unwrap();
+    let shipped =
+        landfall::schema::Catalog::load(&landfall::schema::CatalogSource::Shipped).unwrap();
+    for table in shipped.tables() {
+        db.execute_batch(&landfall::schema::sqlite::create_table(table))
+            .unwrap();
+    }
+    drop(db);
+    let mut order = shipped_schema("order");
+    order["properties"]["channel"] = json!({"type": "string"});
+    order["properties"]["total_amount"] = json!({"type": "string"});
+    let catalog = catalog_dir(&[("order.json", order.to_string())]);
+
+    let output = landfall(&[
+        "schema",
+        "check",
+        "--schemas",
+        catalog.path().to_str().unwrap(),
+        "--data-dir",
+        data_dir.path().to_str().unwrap(),
+    ]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("table order: adds columns channel"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("serve would refuse to start:")
+            && stderr.contains(
+                "column order.total_amount is REAL in the database, the catalog makes it TEXT"
+            ),
+        "{stderr}"
+    );
 }

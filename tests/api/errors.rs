@@ -127,3 +127,41 @@ fn a_failure_after_the_settings_is_one_readable_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable_as_well_as_the_flag() {
+    let output = landfall_with_env(
+        &["--port", "0"],
+        &[("LANDFALL_REQUEST_TIMEOUT_SECS", "soon")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "invalid value 'soon' for '--request-timeout-secs <REQUEST_TIMEOUT_SECS>' (from the environment variable LANDFALL_REQUEST_TIMEOUT_SECS)"
+        ),
+        "{stderr}"
+    );
+    // Booleans take what people write in an environment: the start gets past them to the
+    // next problem.
+    let output = landfall_with_env(
+        &["--port", "0", "--max-concurrency", "0"],
+        &[("LANDFALL_METRICS", "1")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "landfall: invalid configuration:",
+            "  - --max-concurrency (LANDFALL_MAX_CONCURRENCY) must be at least 1"
+        ],
+        "{stderr}"
+    );
+    let on_the_command_line = landfall(&["--port", "0", "--max-concurrency", "many"]);
+    let stderr = String::from_utf8_lossy(&on_the_command_line.stderr);
+    assert!(
+        stderr.contains("invalid value 'many' for '--max-concurrency"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("environment"), "{stderr}");
+}

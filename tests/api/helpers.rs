@@ -341,11 +341,17 @@ pub fn catalog_dir(files: &[(&str, String)]) -> TempDir {
 
 /// Runs the real binary to completion.
 pub fn landfall(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
-        .args(args)
-        .env_remove("PORT")
-        .output()
-        .expect("landfall runs")
+    landfall_with_env(args, &[])
+}
+
+/// Runs the real binary to completion with these environment variables set.
+pub fn landfall_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    command.args(args).env_remove("PORT");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("landfall runs")
 }
 
 impl TestApp {

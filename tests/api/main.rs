@@ -6,6 +6,7 @@ mod bad_input;
 mod batch_layout;
 mod catalog;
 mod crash;
+mod curated;
 mod dead_letter;
 mod errors;
 mod health;

@@ -1,12 +1,15 @@
 //! The Google Cloud sinks against real local stand-ins (fake-gcs-server, local-bigquery, the
 //! Pub/Sub emulator). `.ci/tools.sh` installs them on first use; each test starts its own.
 
+mod batch_layout;
 mod catalog;
+mod curated;
 mod emulators;
 mod end_to_end;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod repair;
 mod replay;
 mod schema;
 mod sinks;

@@ -15,20 +15,28 @@ async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
     let first = apply_schema(&bigquery);
     let second = apply_schema(&bigquery);
 
-    assert_eq!(
-        first,
-        format!(
-            "dataset {PROJECT}.raw: created\ntable {PROJECT}.raw.inventory: created\ntable {PROJECT}.raw.order: created\n\
-             table {PROJECT}.raw.user_activity: created\ntable {PROJECT}.raw.dead_letter: created\n"
-        )
-    );
-    assert_eq!(
-        second,
-        format!(
-            "dataset {PROJECT}.raw: exists\ntable {PROJECT}.raw.inventory: up to date\ntable {PROJECT}.raw.order: up to date\n\
-             table {PROJECT}.raw.user_activity: up to date\ntable {PROJECT}.raw.dead_letter: up to date\n"
-        )
-    );
+    let views = [
+        "inventory",
+        "inventory_latest",
+        "order",
+        "order_latest",
+        "order_items",
+        "user_activity",
+        "dead_letter",
+    ];
+    let report = |dataset: &str, table: &str, view: &str| {
+        let mut lines = vec![format!("dataset {PROJECT}.raw: {dataset}")];
+        for t in ["inventory", "order", "user_activity", "dead_letter"] {
+            lines.push(format!("table {PROJECT}.raw.{t}: {table}"));
+        }
+        lines.push(format!("dataset {PROJECT}.curated: {dataset}"));
+        for v in views {
+            lines.push(format!("view {PROJECT}.curated.{v}: {view}"));
+        }
+        lines.join("\n") + "\n"
+    };
+    assert_eq!(first, report("created", "created", "created"));
+    assert_eq!(second, report("exists", "up to date", "up to date"));
     let expected = [
         ("order", "order_date", json!(["status", "customer_id"])),
         (

@@ -204,8 +204,13 @@ impl Plan {
     }
 }
 
-/// `landfall schema apply`: everything or nothing. Returns one line per object.
-pub async fn apply(target: &BigQueryTarget, catalog: &Catalog) -> anyhow::Result<Vec<String>> {
+/// `landfall schema apply`: the raw layer's tables, everything or nothing, then the curated
+/// layer's views in `curated_dataset`. Returns one line per object.
+pub async fn apply(
+    target: &BigQueryTarget,
+    curated_dataset: &str,
+    catalog: &Catalog,
+) -> anyhow::Result<Vec<String>> {
     let client = super::client(target).await?;
     let plan = plan(&client, target, catalog).await?;
     if !plan.conflicts.is_empty() {
@@ -216,10 +221,23 @@ pub async fn apply(target: &BigQueryTarget, catalog: &Catalog) -> anyhow::Result
             conflicts.join("\n  ")
         );
     }
-    plan.execute(&client, target).await
+    let mut report = plan.execute(&client, target).await?;
+    report.extend(super::views::apply(&client, target, curated_dataset, catalog).await?);
+    Ok(report)
 }
 
-fn is_not_found(error: &BQError) -> bool {
+/// What the live tables lack or contradict, one line per object (`schema check`).
+pub async fn describe(
+    target: &BigQueryTarget,
+    catalog: &Catalog,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let client = super::client(target).await?;
+    let plan = plan(&client, target, catalog).await?;
+    let conflicts = plan.conflicts.values().flatten().cloned().collect();
+    Ok((plan.report, conflicts))
+}
+
+pub(crate) fn is_not_found(error: &BQError) -> bool {
     matches!(error, BQError::ResponseError { error } if error.error.code == 404)
 }
 

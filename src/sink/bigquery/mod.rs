@@ -19,6 +19,7 @@ pub mod apply;
 pub mod lookup;
 pub mod request;
 pub mod retry;
+pub mod views;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
