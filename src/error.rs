@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 400: the body could not be read (client went away, broken chunking).
     #[error("request body could not be read: {0}")]
     BodyUnreadable(String),
+    /// 400: a request other than a push is malformed (its parameters).
+    #[error("{0}")]
+    BadRequest(String),
     /// 401: no usable bearer token (missing, malformed, bad signature, expired).
     #[error("{0}")]
     Unauthenticated(String),
@@ -59,7 +62,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadEnvelope(_) | Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            Self::BadEnvelope(_) | Self::BodyUnreadable(_) | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -79,6 +84,7 @@ impl ApiError {
         match self {
             Self::BadEnvelope(_) => "bad_envelope",
             Self::BodyUnreadable(_) => "body_unreadable",
+            Self::BadRequest(_) => "bad_request",
             Self::TooLarge(_) => "payload_too_large",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",

@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::auth::PushAuth;
+use crate::auth::exposure::ExposureProbe;
 use crate::sink::Sinks;
 use crate::telemetry::metrics::{self, Metrics};
 
@@ -18,6 +19,8 @@ pub struct HealthState {
     pub sinks: Sinks,
     pub auth: PushAuth,
     pub metrics: Arc<Metrics>,
+    /// With `--auth cloud-run`: whether unauthenticated calls are turned away.
+    pub exposure: Option<Arc<ExposureProbe>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +60,14 @@ pub async fn readyz(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<
         ok: auth.is_ok(),
         error: auth.err(),
     });
+    if let Some(exposure) = &state.exposure {
+        let ready = exposure.ready().await;
+        checks.push(Check {
+            name: "unauthenticated_calls",
+            ok: ready.is_ok(),
+            error: ready.err(),
+        });
+    }
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
         StatusCode::OK

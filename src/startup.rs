@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+use crate::auth::exposure::{self, ExposureProbe};
+use crate::auth::oidc::OidcConfig;
 use crate::auth::{self, AuthConfig, PushAuth};
 use crate::error::{self, ApiError};
 use crate::event::Classifier;
@@ -121,6 +123,8 @@ pub struct Application {
     background: CancellationToken,
     grace: Duration,
     serves: Serves,
+    /// Probed once when serving starts (and by `/readyz`), so a misdeployment is logged early.
+    exposure: Option<Arc<ExposureProbe>>,
 }
 
 /// What an application serves, for the line it logs when it starts serving.
@@ -199,6 +203,13 @@ impl Application {
         let serves = Serves::describe(&config, &catalog);
         let background = CancellationToken::new();
         let auth = PushAuth::start(&config.auth, &background)?;
+        let exposure = match &config.auth {
+            AuthConfig::Oidc(OidcConfig {
+                probe_url: Some(url),
+                ..
+            }) => Some(Arc::new(ExposureProbe::new(url)?)),
+            _ => None,
+        };
         let (sinks_handle, writers) = start_writers(sinks, config.sinks.batch, &metrics);
         let classifier = Classifier {
             catalog,
@@ -216,6 +227,7 @@ impl Application {
                 sinks: sinks_handle,
                 auth: auth.clone(),
                 metrics: metrics.clone(),
+                exposure: exposure.clone(),
             }),
             auth,
             metrics,
@@ -230,6 +242,7 @@ impl Application {
             background,
             grace: config.shutdown_grace,
             serves,
+            exposure,
         })
     }
 
@@ -260,6 +273,9 @@ impl Application {
             auth = serves.auth,
             "landfall is serving"
         );
+        if let Some(exposure) = self.exposure.clone() {
+            tokio::spawn(async move { exposure.exposure().await });
+        }
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             signal.cancel();
@@ -422,6 +438,7 @@ fn router(state: AppState, config: &Config) -> Router {
     let mut router = Router::new()
         .route("/push", push_route)
         .route("/healthz", get(health::healthz))
+        .route("/probe", get(exposure::echo))
         .route("/readyz", get(health::readyz));
     if state.metrics.enabled() {
         router = router.route("/metrics", get(health::metrics));

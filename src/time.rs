@@ -9,8 +9,13 @@ pub fn received_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// RFC 3339, normalised to UTC. The catalog's `date-time` format check is this very function.
+/// RFC 3339, normalised to UTC. The catalog's and the envelope's `date-time` format checks are
+/// this very function.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    // chrono also takes a space between date and time; RFC 3339's `date-time` does not.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
@@ -44,6 +49,11 @@ mod tests {
         assert_eq!(format_timestamp(&t), "2026-11-25T07:15:30.250Z");
         assert!(parse_timestamp("25/11/2026").is_none());
         assert!(parse_timestamp("2026-11-25").is_none());
+        assert!(
+            parse_timestamp("2026-11-25 09:15:30Z").is_none(),
+            "RFC 3339 wants the T"
+        );
+        assert!(parse_timestamp("2026-11-25t09:15:30z").is_some());
     }
 
     #[test]

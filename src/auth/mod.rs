@@ -5,6 +5,7 @@
 //! [`require`] is a middleware in front of `/push`, so the handler only ever sees verified
 //! requests; the verified [`oidc::Claims`] ride along as a request extension.
 
+pub mod exposure;
 pub mod jwks;
 pub mod oidc;
 

@@ -4,6 +4,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use crate::front_end::FrontEnd;
 use crate::helpers::*;
 use crate::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims, now};
 
@@ -513,5 +514,89 @@ async fn a_token_stripped_by_cloud_run_is_refused_with_a_hint_when_landfall_chec
             .contains("--auth cloud-run"),
         "{body}"
     );
+    app.stop().await;
+}
+
+/// landfall behind the stand-in front end, with `--auth cloud-run` probing its public URL.
+async fn behind_front_end(open: bool) -> (TestApp, FrontEnd) {
+    let front = FrontEnd::start(open).await;
+    let app = spawn_app_with(&[
+        "--auth",
+        "cloud-run",
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-allowed-email",
+        PUSHER,
+        "--cloud-run-probe-url",
+        &front.url,
+    ])
+    .await;
+    front.route_to(&app.address);
+    (app, front)
+}
+
+#[tokio::test]
+async fn behind_a_front_end_that_refuses_unauthenticated_calls_cloud_run_auth_is_ready() {
+    let (app, front) = behind_front_end(false).await;
+    let key = TestKey::generate("k1");
+
+    let ready = json_body(app.get("/readyz").await, "/readyz", 200).await;
+    let check = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "unauthenticated_calls")
+        .unwrap();
+    assert_eq!(check["ok"], true, "{ready}");
+    // A push through the front end, with the token it verified and stripped, lands.
+    let response = app
+        .client
+        .post(format!("{}/push", front.url))
+        .header(
+            "authorization",
+            format!("Bearer {}", key.sign(&google_claims())),
+        )
+        .body(fixture("order.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body(response, "/push", 200).await["outcome"], "landed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cloud_run_service_that_lets_unauthenticated_calls_through_is_not_ready() {
+    let (app, _front) = behind_front_end(true).await;
+
+    let ready = json_body(app.get("/readyz").await, "/readyz", 503).await;
+    let check = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "unauthenticated_calls")
+        .unwrap();
+    assert_eq!(check["ok"], false, "{ready}");
+    let error = check["error"].as_str().unwrap();
+    assert!(error.contains("allows unauthenticated calls"), "{error}");
+    assert!(error.contains("--no-allow-unauthenticated"), "{error}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_front_end_with_no_revision_serving_yet_proves_nothing_and_blocks_nothing() {
+    let front = FrontEnd::start(true).await;
+    let app = spawn_app_with(&[
+        "--auth",
+        "cloud-run",
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-allowed-email",
+        PUSHER,
+        "--cloud-run-probe-url",
+        &front.url,
+    ])
+    .await;
+    // The front end answers 503 (nothing routed): no verdict, readiness stands.
+    json_body(app.get("/readyz").await, "/readyz", 200).await;
     app.stop().await;
 }

@@ -6,9 +6,12 @@ mod bad_input;
 mod batch_layout;
 mod catalog;
 mod crash;
+mod credentials;
 mod curated;
 mod dead_letter;
 mod errors;
+#[path = "../support/front_end.rs"]
+mod front_end;
 mod health;
 mod helpers;
 mod landing;
