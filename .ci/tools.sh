@@ -7,6 +7,7 @@
 #                BIGQUERY_HOME      HOME for local-bigquery, holding DuckDB's extensions offline
 #   pubsub       GCLOUD             gcloud with the Pub/Sub emulator component
 #   prometheus   PROMETHEUS_PYTHON  Python with prometheus-client, whose parser reads /metrics
+#   schemathesis SCHEMATHESIS       schemathesis, which tests the server against openapi/landfall.yaml
 # Idempotent: a finished install is marked with a stamp file and reused.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -75,7 +76,13 @@ prometheus() {
   echo "PROMETHEUS_PYTHON=$venv/bin/python"
 }
 
-for tool in "${@:-gcs bigquery pubsub prometheus}"; do
+schemathesis() {
+  local venv="$TOOLS/schemathesis"
+  venv_with "$venv" schemathesis==4.32.5
+  echo "SCHEMATHESIS=$venv/bin/schemathesis"
+}
+
+for tool in "${@:-gcs bigquery pubsub prometheus schemathesis}"; do
   for name in $tool; do
     "$name"
   done

@@ -338,11 +338,10 @@ pub fn start_writers(
     let mut queues = Vec::new();
     for sink in sinks.sinks {
         let handles = metrics.sink(sink.name());
-        let (fresh, writer) =
-            GroupCommit::spawn(sink.clone(), sink.batch_config(batch), handles.clone());
+        let (fresh, writer) = GroupCommit::spawn(sink.clone(), sink.batch_config(batch), handles);
         writers.push(writer);
-        let replays = sink.replay_batch_config().map(|replay| {
-            let (queue, writer) = GroupCommit::spawn(sink.clone(), replay, handles);
+        let replays = sink.replay_lane().map(|(name, replay)| {
+            let (queue, writer) = GroupCommit::spawn(sink.clone(), replay, metrics.sink(name));
             writers.push(writer);
             queue
         });

@@ -56,6 +56,14 @@ impl Jwks {
         })
     }
 
+    /// A key set that starts out holding `set` (fetched later from `url` as usual).
+    pub fn with_keys(url: String, set: &JwkSet) -> anyhow::Result<Self> {
+        let jwks = Self::new(url)?;
+        *jwks.keys.write().unwrap_or_else(|p| p.into_inner()) =
+            Some((Arc::new(rsa_keys(set)), Instant::now()));
+        Ok(jwks)
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.keys
             .read()
@@ -67,6 +75,13 @@ impl Jwks {
     pub fn age(&self) -> Option<Duration> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         keys.as_ref().map(|(_, fetched)| fetched.elapsed())
+    }
+
+    /// Whether the current set holds this key (no fetch).
+    pub fn holds(&self, kid: &str) -> bool {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.as_ref()
+            .is_some_and(|(keys, _)| keys.contains_key(kid))
     }
 
     fn lookup(&self, kid: &str) -> Result<DecodingKey, KeyError> {

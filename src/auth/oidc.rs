@@ -83,7 +83,9 @@ pub struct OidcVerifier {
     audience: String,
     allowed_emails: HashSet<String>,
     leeway: i64,
-    verified: Mutex<HashMap<String, Claims>>,
+    /// Tokens already verified, with the key that signed them: a hit still needs that key to
+    /// be in the current set, so a key Google withdraws stops its tokens at once.
+    verified: Mutex<HashMap<String, (Claims, Option<String>)>>,
 }
 
 impl OidcVerifier {
@@ -130,21 +132,25 @@ impl OidcVerifier {
 
     fn cached(&self, token: &str, now: i64) -> Option<Claims> {
         let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(token)
-            .filter(|c| c.exp.is_some_and(|exp| exp + self.leeway > now))
-            .cloned()
+        let (claims, kid) = cache.get(token)?;
+        let fresh = claims.exp.is_some_and(|exp| exp + self.leeway > now);
+        let key_current = match (&self.jwks, kid) {
+            (Some(jwks), Some(kid)) => jwks.holds(kid),
+            _ => true,
+        };
+        (fresh && key_current).then(|| claims.clone())
     }
 
     fn remember(&self, token: &str, claims: &Claims, now: i64) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, c| c.exp.is_some_and(|exp| exp + self.leeway > now));
+            cache.retain(|_, (c, _)| c.exp.is_some_and(|exp| exp + self.leeway > now));
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
         }
-        cache.insert(token.to_string(), claims.clone());
+        let kid = decode_header(token).ok().and_then(|h| h.kid);
+        cache.insert(token.to_string(), (claims.clone(), kid));
     }
 
     async fn verify_signed(&self, jwks: &Jwks, token: &str) -> Result<Claims, AuthError> {

@@ -98,6 +98,16 @@ impl Catalog {
         build(files)
     }
 
+    /// A catalog from files given as (name, text), as a folder would hold them.
+    pub fn from_files(files: Vec<(String, String)>) -> Result<Catalog, CatalogError> {
+        build(
+            files
+                .into_iter()
+                .map(|(name, text)| File { name, text })
+                .collect(),
+        )
+    }
+
     pub fn event_type(&self, name: &str) -> Option<&Arc<EventType>> {
         self.by_name.get(name).map(|&i| &self.types[i])
     }

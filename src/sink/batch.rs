@@ -52,7 +52,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the worker, cutting batches as `config` says (the sink's
-    /// [`Sink::batch_config`] or [`Sink::replay_batch_config`]). It runs until every handle is
+    /// [`Sink::batch_config`] or [`Sink::replay_lane`]). It runs until every handle is
     /// dropped, then finishes the batches it holds; await the returned task to know they are
     /// done.
     pub fn spawn(

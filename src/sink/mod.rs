@@ -195,9 +195,9 @@ pub trait Sink: Send + Sync + 'static {
     }
 
     /// Redeliveries (records whose landing object already existed) in batches of their own,
-    /// cut this way; `None` to batch them with first deliveries. For a sink whose
-    /// redeliveries cost a lookup each batch: bigger batches, fewer lookups.
-    fn replay_batch_config(&self) -> Option<BatchConfig> {
+    /// cut this way, under this name in metrics; `None` to batch them with first deliveries.
+    /// For a sink whose redeliveries cost a lookup each batch: bigger batches, fewer lookups.
+    fn replay_lane(&self) -> Option<(&'static str, BatchConfig)> {
         None
     }
 }

@@ -344,13 +344,27 @@ async fn cached_keys_keep_working_when_the_jwks_server_goes_down() {
     jwks.set_up(false);
     let token = key.sign(&claims_with(json!({"iat": now() - 1})));
 
-    json_body(
+    let ack = json_body(
         push_with(&app, Some(&format!("Bearer {token}"))).await,
         "/push",
         200,
     )
     .await;
-    json_body(app.get("/readyz").await, "/readyz", 200).await;
+    assert_eq!(ack["outcome"], "landed", "{ack}");
+    assert_eq!(app.count("order"), 1);
+    let ready = json_body(app.get("/readyz").await, "/readyz", 200).await;
+    let auth = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "auth")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        auth,
+        json!({"name": "auth", "ok": true}),
+        "the cached keys still count"
+    );
     app.stop().await;
 }
 
@@ -380,12 +394,16 @@ async fn a_jwks_server_down_at_start_means_503_not_401_until_it_comes_back() {
 
     jwks.set_up(true);
     app.wait_until_ready().await;
-    json_body(
+    let ack = json_body(
         push_with(&app, Some(&format!("Bearer {token}"))).await,
         "/push",
         200,
     )
     .await;
+    assert_eq!(
+        (ack["outcome"].as_str(), ack["duplicate"].as_bool()),
+        (Some("landed"), Some(false))
+    );
     assert_eq!(app.count("order"), 1);
     app.stop().await;
 }
@@ -598,5 +616,85 @@ async fn a_front_end_with_no_revision_serving_yet_proves_nothing_and_blocks_noth
     .await;
     // The front end answers 503 (nothing routed): no verdict, readiness stands.
     json_body(app.get("/readyz").await, "/readyz", 200).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn under_load_a_new_key_is_fetched_once_and_a_removed_key_stops_working() {
+    let (old, new) = (TestKey::generate("old"), TestKey::generate("new"));
+    let jwks = JwksServer::start(vec![old.jwk.clone()], true).await;
+    let app = spawn_oidc_app(&jwks).await;
+    app.wait_until_ready().await;
+    let by_old = format!("Bearer {}", old.sign(&google_claims()));
+    json_body(push_with(&app, Some(&by_old)).await, "/push", 200).await;
+
+    // The set rotates: the new key in, the old one out.
+    jwks.set_keys(vec![new.jwk.clone()]);
+    let hits = jwks.hits();
+    let by_new = format!("Bearer {}", new.sign(&google_claims()));
+    let pushes = (0..50).map(|_| push_with(&app, Some(&by_new)));
+    let statuses: Vec<u16> = futures::future::join_all(pushes)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        jwks.hits(),
+        hits + 1,
+        "fifty pushes with an unknown key: one fetch"
+    );
+    let removed = json_body(push_with(&app, Some(&by_old)).await, "/push", 401).await;
+    assert_eq!(
+        removed["message"],
+        "token is signed with an unknown key (kid)"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_leeway_bounds_how_stale_a_token_may_be() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let just_expired = format!(
+        "Bearer {}",
+        key.sign(&claims_with(
+            json!({"iat": now() - 3630, "exp": now() - 30})
+        ))
+    );
+    let lenient = spawn_oidc_app_with(&jwks, &["--oidc-leeway", "60"]).await;
+    lenient.wait_until_ready().await;
+    json_body(push_with(&lenient, Some(&just_expired)).await, "/push", 200).await;
+    lenient.stop().await;
+
+    let strict = spawn_oidc_app_with(&jwks, &["--oidc-leeway", "5"]).await;
+    strict.wait_until_ready().await;
+    let refused = json_body(push_with(&strict, Some(&just_expired)).await, "/push", 401).await;
+    assert_eq!(refused["message"], "token has expired");
+    strict.stop().await;
+}
+
+#[tokio::test]
+async fn an_explicit_issuer_is_the_only_one_accepted() {
+    let key = TestKey::generate("k1");
+    let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
+    let app = spawn_oidc_app_with(&jwks, &["--oidc-issuer", "https://accounts.google.com"]).await;
+    app.wait_until_ready().await;
+    let with_issuer = |iss: &str| format!("Bearer {}", key.sign(&claims_with(json!({"iss": iss}))));
+
+    json_body(
+        push_with(&app, Some(&with_issuer("https://accounts.google.com"))).await,
+        "/push",
+        200,
+    )
+    .await;
+    let refused = json_body(
+        push_with(&app, Some(&with_issuer("accounts.google.com"))).await,
+        "/push",
+        403,
+    )
+    .await;
+    assert_eq!(refused["message"], "token issuer is not Google");
     app.stop().await;
 }

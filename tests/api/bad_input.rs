@@ -126,3 +126,54 @@ async fn arbitrary_bytes_never_crash_the_service() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_exactly_at_the_limit_is_taken_and_one_byte_more_is_413() {
+    let limit = 2048;
+    let app = spawn_app_with(&["--max-body-bytes", &limit.to_string()]).await;
+    let body = |len: usize| {
+        let mut envelope = envelope("77", &fixture_data("inventory.json")).to_string();
+        let padding = len - envelope.len();
+        // Whitespace inside the JSON object: the same envelope, as long as wanted.
+        envelope.insert_str(1, &" ".repeat(padding));
+        assert_eq!(envelope.len(), len);
+        envelope
+    };
+
+    let at = json_body(app.post_push(body(limit)).await, "/push", 200).await;
+    assert_eq!(at["outcome"], "landed");
+    let over = json_body(app.post_push(body(limit + 1)).await, "/push", 413).await;
+    assert_eq!(
+        over["message"],
+        format!("request body is larger than {limit} bytes")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_past_its_deadline_is_a_503_timed_out() {
+    let app = spawn_app_with(&[
+        "--request-timeout-secs",
+        "1",
+        "--sqlite-busy-timeout-ms",
+        "5000",
+    ])
+    .await;
+    let blocker = rusqlite::Connection::open(app.data_dir.path().join("warehouse.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let error = json_body(app.push_fixture("order.json").await, "/push", 503).await;
+
+    assert_eq!(error["error"], "timed_out");
+    let samples = app.scrape().await;
+    assert_eq!(
+        sample(
+            &samples,
+            "landfall_pushes_total",
+            &[("outcome", "unavailable"), ("event_type", "")]
+        ),
+        Some(1.0)
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    app.stop().await;
+}

@@ -21,6 +21,10 @@ async fn dead_letter_reason(data: &[u8]) -> String {
         other => panic!("reason is {other:?}"),
     };
     assert_eq!(ack["reason"], reason.as_str());
+    // The data as sent (all of these are text), and the message it came in.
+    assert_eq!(rows[0][1], text(std::str::from_utf8(data).unwrap()));
+    assert_eq!(rows[0][2], text("utf-8"));
+    assert_eq!(rows[0][3], text("555"));
     app.stop().await;
     reason
 }

@@ -355,6 +355,11 @@ pub fn landfall_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::O
 }
 
 impl TestApp {
+    /// Waits until `/metrics` shows this many pushes in flight.
+    pub async fn wait_for_in_flight(&self, pushes: f64) {
+        wait_for_in_flight(&format!("{}/metrics", self.address), pushes).await;
+    }
+
     pub async fn wait_until_ready(&self) {
         for _ in 0..200 {
             if self.get("/readyz").await.status() == 200 {
@@ -375,6 +380,23 @@ impl TestApp {
             "text/plain; version=0.0.4; charset=utf-8"
         );
         parse_exposition(&response.text().await.unwrap())
+    }
+}
+
+/// Polls a `/metrics` URL until `landfall_in_flight_pushes` reaches `pushes`.
+pub async fn wait_for_in_flight(url: &str, pushes: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let now = sample(&parse_exposition(&text), "landfall_in_flight_pushes", &[]);
+        if now.is_some_and(|n| n >= pushes) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {pushes} pushes in flight: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -499,6 +521,28 @@ impl Binary {
     /// Every log line so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The first log line that `wanted` picks, waiting for it to be written (the line of a
+    /// push is written as its answer leaves, and read here from another thread).
+    pub fn wait_for_log(&self, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.logs().into_iter().find(&wanted) {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such log line in {:#?}",
+                self.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `/metrics` shows this many pushes in flight.
+    pub async fn wait_for_in_flight(&self, pushes: f64) {
+        wait_for_in_flight(&self.url("/metrics"), pushes).await;
     }
 
     /// Sends a signal (`TERM`, `KILL`) to the process.

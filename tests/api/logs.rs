@@ -48,7 +48,7 @@ async fn each_push_logs_one_line_with_its_trace_and_a_rounded_latency() {
         .await
         .unwrap();
     assert_eq!(poison.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    landfall.wait_for_log(|l| l["message_id"] == "1000004");
 
     let logs = landfall.logs();
     let line = push_line(&logs, "1000001");
@@ -75,7 +75,24 @@ async fn each_push_logs_one_line_with_its_trace_and_a_rounded_latency() {
         "projects/shop-data/traces/105445aa7843bc8bf206b12000100000"
     );
     assert_eq!(cloud["logging.googleapis.com/spanId"], "0000000000000007");
-    assert_eq!(push_line(&logs, "1000004")["outcome"], "dead_lettered");
+    let poison = push_line(&logs, "1000004");
+    assert_eq!(poison["outcome"], "dead_lettered");
+    assert_eq!(
+        poison["rule"], "minimum",
+        "a dead letter's line names its rule"
+    );
+    let serving = logs
+        .iter()
+        .find(|l| l["message"] == "landfall is serving")
+        .expect("the start is logged");
+    let dir = data.path().display();
+    assert_eq!(
+        serving["landing"],
+        format!("{dir}/landing/output (event layout)")
+    );
+    assert_eq!(serving["warehouse"], format!("SQLite {dir}/warehouse.db"));
+    assert_eq!(serving["event_types"], "inventory, order, user_activity");
+    assert_eq!(serving["auth"], "none");
     let pushes = logs
         .iter()
         .filter(|l| {
@@ -123,12 +140,8 @@ async fn a_rejected_token_is_logged_without_the_token() {
         .unwrap();
 
     assert_eq!(response.status(), 401);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let line = landfall.wait_for_log(|l| l["message"] == "push rejected");
     let logs = landfall.logs();
-    let line = logs
-        .iter()
-        .find(|l| l["message"] == "push rejected")
-        .expect("the refusal is logged");
     assert_eq!(line["outcome"], "unauthorized");
     assert_eq!(line["severity"], "WARNING");
     assert!(
@@ -148,4 +161,44 @@ async fn a_rejected_token_is_logged_without_the_token() {
         !text.contains("keeping cached keys"),
         "no keys were ever fetched, so none are kept: {text}"
     );
+}
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args(["--port", "0", "--host", "127.0.0.1", "--log-format", "text"])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let serving = line.contains("landfall is serving");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains("landfall is serving"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
+    // Repair commands log to stderr, their result alone on stdout.
+    let output = landfall(&[
+        "redrive",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod batch_layout;
 mod catalog;
+mod contract;
 mod crash;
 mod credentials;
 mod curated;
@@ -20,6 +21,7 @@ mod metrics;
 #[path = "../support/oidc.rs"]
 mod oidc;
 mod one_fate;
+mod properties;
 mod redelivery;
 mod repair;
 mod resilience;

@@ -1,8 +1,6 @@
 //! `/metrics`: a known mix of pushes is counted exactly, in an exposition that the official
 //! Prometheus client's parser accepts.
 
-use std::time::Duration;
-
 use crate::auth::spawn_oidc_app_with;
 use crate::helpers::*;
 use crate::oidc::{AUDIENCE, JwksServer, TestKey, google_claims};
@@ -14,7 +12,14 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
     // One request at a time, and slow enough batches that a second one finds the first still in.
     let app = spawn_oidc_app_with(
         &jwks,
-        &["--max-concurrency", "1", "--batch-linger-ms", "300"],
+        &[
+            "--max-concurrency",
+            "1",
+            "--batch-linger-ms",
+            "300",
+            "--max-body-bytes",
+            "4096",
+        ],
     )
     .await;
     app.wait_until_ready().await;
@@ -47,6 +52,11 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
         "poison"
     );
     assert_eq!(push(b"not an envelope".to_vec(), token.clone()).await, 400);
+    assert_eq!(
+        push(fixture("order.json"), "Bearer not-a-token".into()).await,
+        401
+    );
+    assert_eq!(push(vec![b' '; 5000], token.clone()).await, 413);
     let stranger = key.sign(
         &serde_json::json!({"email": "someone@else.iam.gserviceaccount.com",
         "email_verified": true, "iss": "https://accounts.google.com", "aud": AUDIENCE,
@@ -57,7 +67,7 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
         403
     );
     let slow = tokio::spawn(push(fixture("user-activity.json"), token.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.wait_for_in_flight(1.0).await;
     assert_eq!(push(fixture("inventory.json"), token.clone()).await, 429);
     assert_eq!(slow.await.unwrap(), 200);
 
@@ -70,6 +80,8 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
         ("landfall_sink_write_duration_seconds", "histogram"),
         ("landfall_sink_errors", "counter"),
         ("landfall_dead_letters", "counter"),
+        ("landfall_landing_objects", "counter"),
+        ("landfall_landing_events_per_object", "histogram"),
         ("landfall_in_flight_pushes", "gauge"),
         ("landfall_oidc_keys_age_seconds", "gauge"),
         ("landfall_build_info", "gauge"),
@@ -88,6 +100,8 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
         ("duplicate", "order", 1.0),
         ("dead_lettered", "order", 1.0),
         ("bad_request", "", 1.0),
+        ("unauthorized", "", 1.0),
+        ("too_large", "", 1.0),
         ("forbidden", "", 1.0),
         ("overloaded", "", 1.0),
     ];
@@ -106,12 +120,14 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
         .filter(|s| s.name == "landfall_pushes_total")
         .map(|s| s.value.as_f64().unwrap())
         .sum();
-    assert_eq!(counted, 8.0, "no other push was counted");
+    assert_eq!(counted, 10.0, "no other push was counted");
     for (outcome, count) in [
         ("landed", 3.0),
         ("duplicate", 1.0),
         ("dead_lettered", 1.0),
         ("bad_request", 1.0),
+        ("unauthorized", 1.0),
+        ("too_large", 1.0),
         ("forbidden", 1.0),
         ("overloaded", 1.0),
     ] {
@@ -178,6 +194,25 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
             );
         }
     }
+    // Four of them were new: four objects of one message each (the redelivery found its own).
+    assert_eq!(
+        value("landfall_landing_objects_total", &[("sink", "landing")]),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "landfall_landing_events_per_object_count",
+            &[("sink", "landing")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "landfall_landing_events_per_object_sum",
+            &[("sink", "landing")]
+        ),
+        4.0
+    );
     assert_eq!(value("landfall_in_flight_pushes", &[]), 0.0);
     assert_eq!(
         value(

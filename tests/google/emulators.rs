@@ -366,6 +366,35 @@ impl PubSub {
     }
 
     async fn subscribe(&self, topic: &str, subscription: &str, endpoint: &str, retain: bool) {
+        self.subscribe_with(
+            topic,
+            subscription,
+            json!({"pushEndpoint": endpoint}),
+            retain,
+        )
+        .await;
+    }
+
+    /// A push subscription in the unwrapped form (`noWrapper` with `writeMetadata`): the raw
+    /// data as the body, metadata and attributes as headers.
+    pub async fn unwrapped_push_subscription(
+        &self,
+        topic: &str,
+        subscription: &str,
+        endpoint: &str,
+    ) {
+        let config = json!({"pushEndpoint": endpoint, "noWrapper": {"writeMetadata": true}});
+        self.subscribe_with(topic, subscription, config, false)
+            .await;
+    }
+
+    async fn subscribe_with(
+        &self,
+        topic: &str,
+        subscription: &str,
+        push_config: Value,
+        retain: bool,
+    ) {
         self.call(reqwest::Method::PUT, &format!("topics/{topic}"), json!({}))
             .await;
         self.call(
@@ -373,12 +402,33 @@ impl PubSub {
             &format!("subscriptions/{subscription}"),
             json!({
                 "topic": format!("projects/{PROJECT}/topics/{topic}"),
-                "pushConfig": {"pushEndpoint": endpoint},
+                "pushConfig": push_config,
                 "ackDeadlineSeconds": 10,
                 "retainAckedMessages": retain,
             }),
         )
         .await;
+    }
+
+    /// Publishes messages with attributes of their own; the ids Pub/Sub assigned, in order.
+    pub async fn publish_with_attributes(
+        &self,
+        topic: &str,
+        messages: &[(Vec<u8>, Value)],
+    ) -> Vec<String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body: Vec<Value> = messages
+            .iter()
+            .map(|(data, attributes)| json!({"data": b64.encode(data), "attributes": attributes}))
+            .collect();
+        let url = self.url(&format!("topics/{topic}:publish"));
+        let response = post_json(&url, &json!({"messages": body})).await;
+        response["messageIds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("publish: {response}"))
+            .iter()
+            .map(|id| id.as_str().unwrap().to_string())
+            .collect()
     }
 
     /// `gcloud pubsub subscriptions seek SUB --time=TIME`: every message published after

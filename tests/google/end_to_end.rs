@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use crate::emulators::{BigQuery, PubSub};
+use crate::helpers::sample;
 use crate::{GoogleStack, google_stack};
 
 const MESSAGES: usize = 1000;
@@ -131,8 +132,39 @@ async fn run(outage: Outage) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Redeliveries still in flight must not add anything.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Settled: every message stored anew exactly once by landfall's own count, and nothing
+    // in flight, so no redelivery is still on its way to add anything.
+    let settled = Instant::now();
+    loop {
+        let samples = app.scrape().await;
+        let total = |outcome: &str| -> f64 {
+            samples
+                .iter()
+                .filter(|s| s.name == "landfall_pushes_total" && s.labels["outcome"] == outcome)
+                .map(|s| s.value.as_f64().unwrap())
+                .sum()
+        };
+        let in_flight = sample(&samples, "landfall_in_flight_pushes", &[]).unwrap();
+        let stored = total("landed") + total("dead_lettered");
+        assert!(
+            stored <= MESSAGES as f64,
+            "a message was stored twice: {stored}"
+        );
+        if stored == MESSAGES as f64 && in_flight == 0.0 {
+            if matches!(outage, Outage::Bucket | Outage::Warehouse) {
+                assert!(
+                    total("unavailable") > 0.0,
+                    "pushes were refused while a sink was down"
+                );
+            }
+            break;
+        }
+        assert!(
+            settled.elapsed() < Duration::from_secs(120),
+            "never settled: {stored} stored, {in_flight} in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     let objects: BTreeSet<String> = gcs.objects().into_iter().collect();
     assert_eq!(objects.len(), MESSAGES, "exactly one object per message");

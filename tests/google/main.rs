@@ -6,6 +6,9 @@ mod catalog;
 mod curated;
 mod emulators;
 mod end_to_end;
+#[path = "../support/fault_proxy.rs"]
+mod fault_proxy;
+mod faults;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
@@ -15,6 +18,7 @@ mod schema;
 mod sinks;
 #[path = "../support/tools.rs"]
 mod tools;
+mod unwrapped;
 
 use emulators::{BUCKET, BigQuery, Gcs, PROJECT};
 use helpers::{TestApp, spawn_app_with};

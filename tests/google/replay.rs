@@ -13,7 +13,8 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::emulators::{BigQuery, Gcs, PubSub, free_port};
-use crate::helpers::{Binary, parse_exposition};
+use crate::fault_proxy::FaultProxy;
+use crate::helpers::{Binary, parse_exposition, sample};
 use crate::{SERIAL, apply_schema, google_args};
 
 const MESSAGES: usize = 600;
@@ -39,7 +40,8 @@ fn payload(i: usize) -> Vec<u8> {
     event.to_string().into_bytes()
 }
 
-/// Acknowledged pushes (2xx outcomes) counted by the running landfall, by outcome.
+/// Acknowledged pushes (2xx outcomes) counted by the running landfall, by outcome, and the
+/// pushes in flight (under `in_flight`).
 async fn acked(landfall: &Binary) -> BTreeMap<String, f64> {
     let text = reqwest::get(landfall.url("/metrics"))
         .await
@@ -49,6 +51,13 @@ async fn acked(landfall: &Binary) -> BTreeMap<String, f64> {
         .unwrap();
     let samples = parse_exposition(&text);
     let mut by_outcome = BTreeMap::new();
+    let in_flight = sample(&samples, "landfall_in_flight_pushes", &[]).unwrap();
+    let replay_batches = sample(
+        &samples,
+        "landfall_sink_batch_size_count",
+        &[("sink", "bigquery_replays")],
+    )
+    .unwrap_or(0.0);
     for outcome in ["landed", "duplicate", "dead_lettered"] {
         let total: f64 = samples
             .iter()
@@ -60,7 +69,18 @@ async fn acked(landfall: &Binary) -> BTreeMap<String, f64> {
             .sum();
         by_outcome.insert(outcome.to_string(), total);
     }
-    by_outcome
+    // Not acknowledgements: kept apart from their sum.
+    let mut all = by_outcome;
+    all.insert("in_flight".into(), in_flight);
+    all.insert("replay_batches".into(), replay_batches);
+    all
+}
+
+fn acks(counts: &BTreeMap<String, f64>) -> f64 {
+    ["landed", "duplicate", "dead_lettered"]
+        .iter()
+        .map(|o| counts[*o])
+        .sum()
 }
 
 /// A replayable push subscription to landfall, and every message published to it; returns a
@@ -79,7 +99,7 @@ async fn wait_for_acks(landfall: &Binary, at_least: f64, what: &str) -> BTreeMap
     let started = Instant::now();
     loop {
         let acked = acked(landfall).await;
-        if acked.values().sum::<f64>() >= at_least {
+        if acks(&acked) >= at_least {
             return acked;
         }
         assert!(
@@ -113,14 +133,62 @@ fn expected() -> BTreeMap<&'static str, i64> {
     counts
 }
 
+/// Waits until the landfall has nothing in flight and has stored `stored` messages anew
+/// (landed or dead-lettered: each message once), so no late redelivery is still to come.
+async fn wait_until_settled(landfall: &Binary, stored: f64, what: &str) -> BTreeMap<String, f64> {
+    let started = Instant::now();
+    loop {
+        let acked = acked(landfall).await;
+        if acked["landed"] + acked["dead_lettered"] >= stored && acked["in_flight"] == 0.0 {
+            return acked;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{what}: {acked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The message ids each lookup query asked for.
+fn asked(proxy: &FaultProxy) -> Vec<Vec<String>> {
+    proxy
+        .queries()
+        .iter()
+        .map(|q| {
+            let ids: Vec<String> = q["queryParameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("ids")))
+                .flat_map(|p| {
+                    p["parameterValue"]["arrayValues"]
+                        .as_array()
+                        .unwrap()
+                        .clone()
+                })
+                .map(|v| v["value"].as_str().unwrap().to_string())
+                .collect();
+            ids
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn with_a_landing_layer_a_crash_and_a_seek_back_leave_one_object_and_one_row_per_message() {
     let _turn = SERIAL.lock().await;
     let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
     apply_schema(&bigquery);
+    // landfall's BigQuery calls go through a counting proxy; the test's own queries do not.
+    let proxy = FaultProxy::start(&bigquery.url()).await;
     let pubsub = PubSub::start().await;
     let port = free_port().to_string();
-    let args = google_args(&gcs, &bigquery);
+    let mut args = google_args(&gcs, &bigquery);
+    let host = args
+        .iter()
+        .position(|a| a == "--bigquery-emulator-host")
+        .unwrap();
+    args[host + 1] = proxy.url.clone();
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--port", &port]);
     let quiet = [("RUST_LOG", "warn,landfall::startup=info")];
@@ -128,7 +196,12 @@ async fn with_a_landing_layer_a_crash_and_a_seek_back_leave_one_object_and_one_r
     let before_publish = publish_all(&pubsub, &landfall).await;
 
     // Killed mid-stream, then restarted on the same port: Pub/Sub redelivers what was lost.
-    wait_for_acks(&landfall, (MESSAGES / 3) as f64, "before the kill").await;
+    let at_kill = wait_for_acks(&landfall, (MESSAGES / 3) as f64, "before the kill").await;
+    assert!(
+        acks(&at_kill) < MESSAGES as f64,
+        "the kill came mid-stream: {at_kill:?}"
+    );
+    assert!(proxy.queries().is_empty(), "first deliveries never query");
     let mut killed = landfall;
     killed.send("KILL");
     killed.wait();
@@ -152,10 +225,11 @@ async fn with_a_landing_layer_a_crash_and_a_seek_back_leave_one_object_and_one_r
     tokio::time::sleep(DEDUP_WINDOW).await;
 
     let before_seek = acked(&landfall).await;
+    let queries_before_seek = proxy.queries().len();
     pubsub.seek("landfall-push", before_publish).await;
-    let target = before_seek.values().sum::<f64>() + MESSAGES as f64;
-    let after_seek = wait_for_acks(&landfall, target, "after the seek").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let target = acks(&before_seek) + MESSAGES as f64;
+    wait_for_acks(&landfall, target, "after the seek").await;
+    let after_seek = wait_until_settled(&landfall, 0.0, "after the seek").await;
 
     assert_eq!(gcs.objects().len(), MESSAGES, "one object per message");
     for (table, count) in &expected {
@@ -170,9 +244,27 @@ async fn with_a_landing_layer_a_crash_and_a_seek_back_leave_one_object_and_one_r
         replayed_as_duplicates, MESSAGES as f64,
         "every replay is acknowledged as a duplicate: {after_seek:?}"
     );
+    // The replay's lookups: one query per batch of redeliveries, for all its tables at once,
+    // and no message id asked twice.
+    let lookups = &asked(&proxy)[queries_before_seek..];
+    let batches = after_seek["replay_batches"] - before_seek["replay_batches"];
+    assert!(!lookups.is_empty(), "the replays were looked up");
     assert!(
-        bigquery.log().matches("/queries").count() > 0,
-        "the replays were looked up"
+        lookups.len() as f64 <= batches,
+        "{} queries for {batches} replay batches",
+        lookups.len()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for ids in lookups {
+        assert!(ids.len() <= 500);
+        for id in ids {
+            assert!(seen.insert(id.clone()), "message {id} was asked for twice");
+        }
+    }
+    eprintln!(
+        "replay of {MESSAGES} messages: {} lookup queries ({:.1} per 1,000 replayed)",
+        lookups.len(),
+        lookups.len() as f64 * 1000.0 / MESSAGES as f64
     );
 }
 
@@ -203,7 +295,7 @@ async fn with_bigquery_alone_a_seek_beyond_the_dedup_window_adds_a_row_per_repla
 
     pubsub.seek("landfall-push", before_publish).await;
     wait_for_acks(&landfall, 2.0 * MESSAGES as f64, "after the seek").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until_settled(&landfall, 0.0, "after the seek").await;
 
     // At least once: every message has its row, and the replay added one more each.
     for (table, count) in expected() {

@@ -160,6 +160,11 @@ async fn an_unreachable_bucket_nacks_and_readiness_says_why() {
         error["message"],
         "the gcs sink is unavailable; the message will be redelivered"
     );
+    assert_eq!(
+        bigquery.count("SELECT COUNT(*) FROM raw.inventory").await,
+        0,
+        "no row is written before its object"
+    );
 
     gcs.restart().await;
     let mut ready = false;

@@ -407,7 +407,7 @@ impl Sink for BigQueryWarehouse {
 
     /// Redeliveries wait for a lookup query anyway: they gather longer, so that a replay asks
     /// one query for many messages, and never hold first deliveries behind it.
-    fn replay_batch_config(&self) -> Option<BatchConfig> {
-        Some(REPLAY_BATCH)
+    fn replay_lane(&self) -> Option<(&'static str, BatchConfig)> {
+        Some(("bigquery_replays", REPLAY_BATCH))
     }
 }

@@ -1,0 +1,167 @@
+//! A fault-injecting proxy written for these tests (a stand-in, not Google's code): it sits in
+//! front of local-bigquery, passes every call through, counts landfall's calls by kind, keeps
+//! the bodies of its lookup queries, and answers chosen kinds of call with an error status
+//! instead, for as long as the test says (a 503 storm, a failing `jobs.query`).
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// Which calls a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    InsertAll,
+    Query,
+}
+
+#[derive(Default)]
+struct Shared {
+    backend: String,
+    failing: Vec<(Call, u16)>,
+    delays: Vec<(Call, std::time::Duration)>,
+    inserts: usize,
+    queries: Vec<Value>,
+    failed: usize,
+}
+
+#[derive(Clone)]
+pub struct FaultProxy {
+    pub url: String,
+    state: Arc<Mutex<Shared>>,
+    client: reqwest::Client,
+}
+
+impl FaultProxy {
+    /// A proxy to `backend` (local-bigquery's URL).
+    pub async fn start(backend: &str) -> Self {
+        let state = Arc::new(Mutex::new(Shared {
+            backend: backend.to_string(),
+            ..Shared::default()
+        }));
+        let proxy = Self {
+            url: String::new(),
+            state,
+            client: reqwest::Client::new(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, ..proxy }
+    }
+
+    /// From now on, answer every call of this kind with `status`.
+    pub fn fail(&self, call: Call, status: u16) {
+        self.state.lock().unwrap().failing.push((call, status));
+    }
+
+    /// From now on, hold every call of this kind this long before passing it on.
+    pub fn delay(&self, call: Call, by: std::time::Duration) {
+        self.state.lock().unwrap().delays.push((call, by));
+    }
+
+    /// Pass everything through again, at once.
+    pub fn heal(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.failing.clear();
+        state.delays.clear();
+    }
+
+    /// insertAll calls that reached local-bigquery.
+    pub fn inserts(&self) -> usize {
+        self.state.lock().unwrap().inserts
+    }
+
+    /// The bodies of the `jobs.query` calls that reached local-bigquery.
+    pub fn queries(&self) -> Vec<Value> {
+        self.state.lock().unwrap().queries.clone()
+    }
+
+    /// Calls answered with an injected error.
+    pub fn failed(&self) -> usize {
+        self.state.lock().unwrap().failed
+    }
+}
+
+fn kind(path: &str) -> Option<Call> {
+    if path.ends_with("/insertAll") {
+        Some(Call::InsertAll)
+    } else if path.ends_with("/queries") {
+        Some(Call::Query)
+    } else {
+        None
+    }
+}
+
+async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let path = parts.uri.path().to_string();
+    let call = kind(&path);
+    let (backend, delay) = {
+        let mut state = proxy.state.lock().unwrap();
+        if let Some((_, status)) = state
+            .failing
+            .iter()
+            .find(|(c, _)| Some(*c) == call)
+            .copied()
+        {
+            state.failed += 1;
+            let body = format!(
+                r#"{{"error":{{"code":{status},"message":"injected by the test's fault proxy","errors":[],"status":"UNAVAILABLE"}}}}"#
+            );
+            return (
+                StatusCode::from_u16(status).unwrap(),
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        match call {
+            Some(Call::InsertAll) => state.inserts += 1,
+            Some(Call::Query) => state
+                .queries
+                .push(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+            None => {}
+        }
+        let delay = state
+            .delays
+            .iter()
+            .find(|(c, _)| Some(*c) == call)
+            .map(|(_, d)| *d);
+        (state.backend.clone(), delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let target = format!(
+        "{backend}{}",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut headers = parts.headers.clone();
+    headers.remove("host");
+    let answer = proxy
+        .client
+        .request(parts.method, target)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let content_type = answer.headers().get("content-type").cloned();
+    let bytes = answer.bytes().await.unwrap();
+    let mut response = (status, bytes).into_response();
+    if let Some(content_type) = content_type {
+        response.headers_mut().insert("content-type", content_type);
+    }
+    response
+}
