@@ -87,6 +87,16 @@ struct Options {
     /// After each google level, push every message again and report the replay's latency.
     #[arg(long)]
     replay: bool,
+    /// Landing layouts to measure (`event`, `batch`), side by side; the ceiling has none.
+    #[arg(long, value_delimiter = ',', default_values = ["event"])]
+    layouts: Vec<String>,
+    /// `--landing-batch-linger-ms` for the batch layout (its default when unset).
+    #[arg(long)]
+    batch_linger_ms: Option<u64>,
+    /// After each google level: `landfall backfill` of what it landed into an empty dataset,
+    /// then again (every row present), beside a plain list and download of the same objects.
+    #[arg(long)]
+    backfill: bool,
     /// Instead of serving: classify this many deliveries in this process (route, validate,
     /// type the row; the catalog's whole cost) and report the time per event.
     #[arg(long)]
@@ -114,21 +124,34 @@ fn main() {
     let google = client.block_on(Google::start_if(&options));
     let jwks = client.block_on(Jwks::start());
     println!(
-        "| round | mode | metrics | connections | requests | acked | failed | acked events/s | p50 ms | p99 ms | peak RSS MB | insertAll / 1000 |"
+        "| round | mode | layout | metrics | connections | requests | acked | failed | acked events/s | ÷ ceiling | p50 ms | p99 ms | CPU µs / push | objects / 1000 | peak RSS MB | insertAll / 1000 | queries / 1000 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for round in 1..=options.rounds {
         for &connections in &options.connections {
             for metrics in &options.metrics {
                 // Every other round in reverse, so that drift (emulators filling up, the
                 // machine's speed) does not always favour the same mode.
-                let mut modes = options.modes.clone();
-                if round % 2 == 0 {
-                    modes.reverse();
+                let mut levels: Vec<(Mode, &str)> = Vec::new();
+                for &mode in &options.modes {
+                    match mode {
+                        Mode::Ceiling => levels.push((mode, "-")),
+                        _ => levels.extend(options.layouts.iter().map(|l| (mode, l.as_str()))),
+                    }
                 }
-                for &mode in &modes {
-                    let server =
-                        Server::start(mode, &options, metrics == "on", &jwks, google.as_ref());
+                if round % 2 == 0 {
+                    levels.reverse();
+                }
+                let mut rows = Vec::new();
+                for (mode, layout) in levels {
+                    let server = Server::start(
+                        mode,
+                        layout,
+                        &options,
+                        metrics == "on",
+                        &jwks,
+                        google.as_ref(),
+                    );
                     let result = client.block_on(measure(
                         &server,
                         &options,
@@ -136,29 +159,50 @@ fn main() {
                         google.as_ref(),
                         &jwks,
                     ));
-                    println!(
-                        "| {round} | {mode:?} | {metrics} | {connections} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
-                        options.requests,
-                        result.first.acked,
-                        result.first.failed,
-                        result.first.rate(),
-                        result.first.percentile(0.50),
-                        result.first.percentile(0.99),
-                        server.peak_rss_mb(),
-                        result
-                            .insert_calls
-                            .map_or("-".into(), |c| format!("{c:.1}")),
+                    if options.backfill && mode == Mode::Google {
+                        let google = google.as_ref().expect("google mode starts the emulators");
+                        client.block_on(backfill(google, layout, &server.prefix));
+                    }
+                    rows.push((mode, layout, result, server.peak_rss_mb()));
+                }
+                let ceiling = rows
+                    .iter()
+                    .find(|(mode, ..)| *mode == Mode::Ceiling)
+                    .map(|(_, _, r, _)| r.first.rate());
+                for (mode, layout, result, rss) in &rows {
+                    let ratio =
+                        ceiling.map_or("-".into(), |c| format!("{:.2}", result.first.rate() / c));
+                    print_row(
+                        round,
+                        &format!("{mode:?}"),
+                        layout,
+                        metrics,
+                        connections,
+                        &options,
+                        &result.first,
+                        &ratio,
+                        *rss,
+                        result.insert_calls,
+                        None,
                     );
                     if let Some(replay) = &result.replay {
-                        println!(
-                            "| {round} | {mode:?} replay | {metrics} | {connections} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | - |",
-                            options.requests,
-                            replay.acked,
-                            replay.failed,
-                            replay.rate(),
-                            replay.percentile(0.50),
-                            replay.percentile(0.99),
-                            server.peak_rss_mb(),
+                        let slower = format!(
+                            "p50 × {:.1}, p99 × {:.1}",
+                            replay.level.percentile(0.50) / result.first.percentile(0.50),
+                            replay.level.percentile(0.99) / result.first.percentile(0.99)
+                        );
+                        print_row(
+                            round,
+                            &format!("{mode:?} replay"),
+                            layout,
+                            metrics,
+                            connections,
+                            &options,
+                            &replay.level,
+                            &slower,
+                            *rss,
+                            None,
+                            replay.queries,
                         );
                     }
                 }
@@ -167,10 +211,42 @@ fn main() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn print_row(
+    round: usize,
+    mode: &str,
+    layout: &str,
+    metrics: &str,
+    connections: usize,
+    options: &Options,
+    level: &Level,
+    ratio: &str,
+    rss: f64,
+    inserts: Option<f64>,
+    queries: Option<f64>,
+) {
+    let per_1000 = |n: Option<f64>| n.map_or("-".into(), |c| format!("{c:.1}"));
+    println!(
+        "| {round} | {mode} | {layout} | {metrics} | {connections} | {} | {} | {} | {:.0} | {ratio} | {:.1} | {:.1} | {} | {} | {rss:.0} | {} | {} |",
+        options.requests,
+        level.acked,
+        level.failed,
+        level.rate(),
+        level.percentile(0.50),
+        level.percentile(0.99),
+        level.cpu_per_push.map_or("-".into(), |c| format!("{c:.0}")),
+        per_1000(level.objects_per_1000),
+        per_1000(inserts),
+        per_1000(queries),
+    );
+}
+
 /// A server process: the landfall binary, or this benchmark as the ceiling server.
 struct Server {
     child: Child,
     address: String,
+    /// Its landing prefix (each level lands under its own).
+    prefix: String,
 }
 
 /// Every level's data folder, removed only when the benchmark ends: ext4 makes inode
@@ -180,6 +256,7 @@ static DATA: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Ve
 impl Server {
     fn start(
         mode: Mode,
+        layout: &str,
         options: &Options,
         metrics: bool,
         jwks: &Jwks,
@@ -203,6 +280,15 @@ impl Server {
             .stderr(Stdio::inherit());
         if mode != Mode::Baseline {
             command.env("LANDFALL_METRICS", metrics.to_string());
+        }
+        // Its own prefix per level: a bucket holds one layout per prefix.
+        static LEVEL: AtomicUsize = AtomicUsize::new(0);
+        let prefix = format!("bench{}", LEVEL.fetch_add(1, Ordering::Relaxed));
+        if matches!(mode, Mode::Embedded | Mode::Google) {
+            command.args(["--landing-layout", layout, "--prefix", &prefix]);
+            if let (Some(linger), "batch") = (options.batch_linger_ms, layout) {
+                command.args(["--landing-batch-linger-ms", &linger.to_string()]);
+            }
         }
         if options.auth == "oidc" {
             command
@@ -250,7 +336,41 @@ impl Server {
         // Keep draining its log so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         DATA.lock().unwrap().push(data);
-        Server { child, address }
+        Server {
+            child,
+            address,
+            prefix,
+        }
+    }
+
+    /// User and system CPU the server has used so far, in microseconds.
+    fn cpu_micros(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command name's closing parenthesis: fields 14 and 15 (utime, stime) are
+        // the 12th and 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        ticks * 1e6 / clock_ticks_per_second()
+    }
+
+    /// Objects the server has created in its landing layer so far, by its own metrics (read
+    /// with the Prometheus client's parser).
+    async fn objects(&self) -> f64 {
+        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.address)).await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        parsed(&text)
+            .iter()
+            .filter(|s| s["name"] == "landfall_landing_objects_total")
+            .filter_map(|s| s["value"].as_f64())
+            .sum()
     }
 
     fn peak_rss_mb(&self) -> f64 {
@@ -357,6 +477,41 @@ fn classify_only(count: usize, kind: Payload) {
     println!("classify {kind:?}: {count} events, {per_event:.2} µs per event (one thread)");
 }
 
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    })
+}
+
+/// A Prometheus exposition through the official Python client's parser.
+fn parsed(text: &str) -> Vec<Value> {
+    use std::io::Write;
+    let python = tools::tool("prometheus", "PROMETHEUS_PYTHON");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/parse_metrics.py"
+    );
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or_default()
+}
+
 struct Google {
     gcs: emulators::Gcs,
     bigquery: emulators::BigQuery,
@@ -384,6 +539,154 @@ impl Google {
     fn insert_calls(&self) -> usize {
         self.bigquery.log().matches("/insertAll").count()
     }
+
+    fn query_calls(&self) -> usize {
+        self.bigquery.log().matches("/queries").count()
+    }
+}
+
+/// `landfall backfill` of a level's objects into a new, empty dataset, then again with every
+/// row present, each beside a plain list and download of the same objects (what any reader of
+/// the bucket pays), all in the same run.
+async fn backfill(google: &Google, layout: &str, prefix: &str) {
+    static DATASET: AtomicUsize = AtomicUsize::new(0);
+    let dataset = format!("backfill{}", DATASET.fetch_add(1, Ordering::Relaxed));
+    let (gcs, bigquery) = (google.gcs.url(), google.bigquery.url());
+    let applied = Command::new(env!("CARGO_BIN_EXE_landfall"))
+        .args([
+            "schema",
+            "apply",
+            "--bigquery-project",
+            emulators::PROJECT,
+            "--bigquery-dataset",
+            &dataset,
+        ])
+        .args([
+            "--bigquery-curated-dataset",
+            &format!("{dataset}_curated"),
+            "--bigquery-emulator-host",
+            &bigquery,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(applied.success());
+    let backfill = || {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_landfall"))
+            .args([
+                "backfill",
+                "--output",
+                "json",
+                "--prefix",
+                prefix,
+                "--landing-layout",
+                layout,
+            ])
+            .args([
+                "--gcs-bucket",
+                emulators::BUCKET,
+                "--storage-emulator-host",
+                &gcs,
+            ])
+            .args([
+                "--bigquery-project",
+                emulators::PROJECT,
+                "--bigquery-dataset",
+                &dataset,
+            ])
+            .args(["--bigquery-emulator-host", &bigquery])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        (summary, started.elapsed())
+    };
+    let (plain, plain_elapsed) = list_and_download(&gcs, prefix).await;
+    let (first, first_elapsed) = backfill();
+    let (again, again_elapsed) = backfill();
+    let rate = |objects: f64, elapsed: Duration| objects / elapsed.as_secs_f64();
+    let plain_rate = rate(plain as f64, plain_elapsed);
+    let objects = first["objects"].as_f64().unwrap();
+    println!(
+        "backfill, {layout} layout, {objects} objects ({} messages): list + download {:.0} objects/s; \
+         backfill into an empty dataset {:.0} objects/s ({:.2} of it, {} rows written); \
+         again, every row present, {:.0} objects/s ({:.2} of it)",
+        first["examined"],
+        plain_rate,
+        rate(objects, first_elapsed),
+        rate(objects, first_elapsed) / plain_rate,
+        first["landed"],
+        rate(objects, again_elapsed),
+        rate(objects, again_elapsed) / plain_rate,
+    );
+    assert_eq!(again["landed"], 0, "a second backfill writes nothing");
+}
+
+/// Lists the objects of every event type under `prefix` (the JSON API, pages of 1,000) and
+/// downloads each, sixteen at a time; how many, and how long it took.
+async fn list_and_download(gcs: &str, prefix: &str) -> (usize, Duration) {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut names = Vec::new();
+    for kind in ["order", "inventory", "user_activity"] {
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("prefix", format!("{prefix}/{kind}/")),
+                ("maxResults", "1000".into()),
+            ];
+            if let Some(token) = &token {
+                query.push(("pageToken", token.clone()));
+            }
+            let page: Value = client
+                .get(format!("{gcs}/storage/v1/b/{}/o", emulators::BUCKET))
+                .query(&query)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for item in page["items"].as_array().into_iter().flatten() {
+                names.push(item["name"].as_str().unwrap().to_string());
+            }
+            match page["nextPageToken"].as_str() {
+                Some(next) => token = Some(next.to_string()),
+                None => break,
+            }
+        }
+    }
+    let downloads = futures::stream::iter(names.iter().map(|name| {
+        let client = client.clone();
+        let url = format!(
+            "{gcs}/storage/v1/b/{}/o/{}",
+            emulators::BUCKET,
+            name.replace('/', "%2F")
+        );
+        async move {
+            client
+                .get(url)
+                .query(&[("alt", "media")])
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .len()
+        }
+    }))
+    .buffer_unordered(16);
+    let read: Vec<usize> = downloads.collect().await;
+    (read.len(), started.elapsed())
 }
 
 struct Jwks {
@@ -404,8 +707,14 @@ impl Jwks {
 
 struct Measured {
     first: Level,
-    replay: Option<Level>,
+    replay: Option<Replay>,
     insert_calls: Option<f64>,
+}
+
+struct Replay {
+    level: Level,
+    /// Lookup queries per 1,000 replayed pushes.
+    queries: Option<f64>,
 }
 
 async fn measure(
@@ -428,12 +737,17 @@ async fn measure(
     let run_id = format!("run{}", RUN.fetch_add(1, Ordering::Relaxed));
     let bodies = envelopes(&run_id, options.requests, options.payload);
     let calls_before = google.map(Google::insert_calls);
-    let first = run(&server.address, token, connections, bodies.clone()).await;
+    let first = run_counted(server, token, connections, bodies.clone()).await;
     let insert_calls = google
         .zip(calls_before)
         .map(|(g, before)| (g.insert_calls() - before) as f64 * 1000.0 / first.acked.max(1) as f64);
     let replay = if options.replay {
-        Some(run(&server.address, token, connections, bodies).await)
+        let queries_before = google.map(Google::query_calls);
+        let level = run_counted(server, token, connections, bodies).await;
+        let queries = google.zip(queries_before).map(|(g, before)| {
+            (g.query_calls() - before) as f64 * 1000.0 / level.acked.max(1) as f64
+        });
+        Some(Replay { level, queries })
     } else {
         None
     };
@@ -442,6 +756,21 @@ async fn measure(
         replay,
         insert_calls,
     }
+}
+
+/// A run, with the server's CPU per acknowledged push and its landing objects per 1,000.
+async fn run_counted(
+    server: &Server,
+    token: Option<&str>,
+    connections: usize,
+    bodies: Arc<Vec<Bytes>>,
+) -> Level {
+    let (cpu, objects) = (server.cpu_micros(), server.objects().await);
+    let mut level = run(&server.address, token, connections, bodies).await;
+    let acked = level.acked.max(1) as f64;
+    level.cpu_per_push = Some((server.cpu_micros() - cpu) / acked);
+    level.objects_per_1000 = Some((server.objects().await - objects) * 1000.0 / acked);
+    level
 }
 
 async fn wait_until_ready(address: &str) {
@@ -501,6 +830,9 @@ struct Level {
     failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// The server's user and system CPU per acknowledged push, in µs.
+    cpu_per_push: Option<f64>,
+    objects_per_1000: Option<f64>,
 }
 
 impl Level {

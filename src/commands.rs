@@ -130,7 +130,14 @@ fn print(args: &PrintArgs) -> anyhow::Result<()> {
         Some(project) => format!("{project}.{dataset}"),
         None => dataset.to_string(),
     };
-    if args.curated {
+    if let Some(into) = &args.materialise_into {
+        let project = args.bigquery_project.as_deref().unwrap_or("PROJECT");
+        let views = &args.bigquery_curated_dataset;
+        print!(
+            "{}",
+            curated::bigquery_materialise(project, views, into, args.lookback_days, &catalog)
+        );
+    } else if args.curated {
         let project = args.bigquery_project.as_deref().unwrap_or("PROJECT");
         let (raw, views) = (&args.bigquery_dataset, &args.bigquery_curated_dataset);
         print!("{}", curated::bigquery_ddl(project, raw, views, &catalog));

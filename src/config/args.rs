@@ -451,6 +451,13 @@ pub struct PrintArgs {
         default_value = "curated"
     )]
     pub bigquery_curated_dataset: String,
+    /// Print, for each type with a curated key, a table in this dataset holding its `_latest`
+    /// view and the MERGE that brings it up to date (to schedule), instead of the views.
+    #[arg(long, value_name = "DATASET")]
+    pub materialise_into: Option<String>,
+    /// How many days back, by the type's time field, each MERGE reads.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lookback_days: u32,
 }
 
 #[derive(Debug, Clone, Args)]

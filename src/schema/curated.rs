@@ -431,6 +431,123 @@ pub fn bigquery_ddl(project: &str, raw: &str, curated: &str, catalog: &Catalog) 
     out
 }
 
+/// `schema print --materialise-into DATASET`: for each type with a key, a table holding its
+/// `{table}_latest` view, and the `MERGE` that brings it up to date, to schedule. The merge
+/// reads only the versions whose time field lies within the last `lookback_days` (so only
+/// those partitions are scanned); a version older than that when it arrives is left to a run
+/// with a longer lookback.
+pub fn bigquery_materialise(
+    project: &str,
+    curated: &str,
+    into: &str,
+    lookback_days: u32,
+    catalog: &Catalog,
+) -> String {
+    let dialect = Dialect::BigQuery {
+        project,
+        raw: "",
+        curated,
+    };
+    let mut out = format!("CREATE SCHEMA IF NOT EXISTS `{project}.{into}`;\n\n");
+    for event_type in catalog.event_types() {
+        let table = &event_type.table;
+        let Some(curated) = table.curated.as_ref().filter(|c| !c.key.is_empty()) else {
+            continue;
+        };
+        let target = format!("`{project}.{into}.{}_latest`", table.name);
+        out.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {target}\nPARTITION BY DATE(`{}`) CLUSTER BY {}\nAS SELECT * FROM {} WHERE FALSE;\n\n",
+            table.partition_by,
+            curated.key.iter().take(4).map(|k| dialect.quote(k)).collect::<Vec<_>>().join(", "),
+            dialect.view(&format!("{}_latest", table.name)),
+        ));
+        out.push_str(&merge(&dialect, table, curated, &target, lookback_days));
+        out.push_str(";\n\n");
+    }
+    out
+}
+
+fn merge(dialect: &Dialect, table: &Table, curated: &Curated, target: &str, days: u32) -> String {
+    let q = |name: &str| dialect.quote(name);
+    let order = [curated.latest_by.as_str(), "publish_time", "message_id"];
+    let nullable = |name: &str| {
+        table
+            .columns()
+            .any(|c| c.name == name && c.mode == Mode::Nullable)
+    };
+    let versions: Vec<(&str, bool)> = order.iter().map(|c| (*c, nullable(c))).collect();
+    let source = dialect.first_of_each(
+        &all_columns(dialect, table),
+        &dialect.view(&table.name),
+        Some(&format!(
+            "{} >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {days} DAY)",
+            q(&table.partition_by)
+        )),
+        &curated
+            .key
+            .iter()
+            .map(|k| q(k))
+            .collect::<Vec<_>>()
+            .join(", "),
+        &order
+            .iter()
+            .map(|c| format!("{} DESC", q(c)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let on = curated
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "landfall_target.{0} IS NOT DISTINCT FROM landfall_source.{0}",
+                q(k)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let names: Vec<String> = table.columns().map(|c| q(&c.name)).collect();
+    let set = table
+        .columns()
+        .filter(|c| !curated.key.iter().any(|k| *k == c.name))
+        .map(|c| format!("{0} = landfall_source.{0}", q(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = names
+        .iter()
+        .map(|n| format!("landfall_source.{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "MERGE {target} AS landfall_target\nUSING ({source}) AS landfall_source\nON {on}\nWHEN MATCHED AND {} THEN UPDATE SET {set}\nWHEN NOT MATCHED THEN INSERT ({}) VALUES ({values})",
+        newer(dialect, &versions),
+        names.join(", ")
+    )
+}
+
+/// Whether the source's version sorts after the target's by these columns (name, and
+/// whether it may be NULL), as the `_latest` view orders them: descending, NULLs last.
+fn newer(dialect: &Dialect, columns: &[(&str, bool)]) -> String {
+    let Some(((name, nullable), rest)) = columns.split_first() else {
+        return "FALSE".into();
+    };
+    let (s, t) = (
+        format!("landfall_source.{}", dialect.quote(name)),
+        format!("landfall_target.{}", dialect.quote(name)),
+    );
+    let mut arms = vec![format!("{s} > {t}")];
+    if *nullable {
+        arms.push(format!("({s} IS NOT NULL AND {t} IS NULL)"));
+    }
+    if !rest.is_empty() {
+        arms.push(format!(
+            "({s} IS NOT DISTINCT FROM {t} AND {})",
+            newer(dialect, rest)
+        ));
+    }
+    format!("({})", arms.join(" OR "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +570,27 @@ mod tests {
             .find(|v| v.name == name)
             .unwrap_or_else(|| panic!("no view {name}"))
             .query
+    }
+
+    #[test]
+    fn only_types_with_a_key_get_a_table_and_merge_that_reads_the_lookback_only() {
+        let sql = bigquery_materialise("p", "curated", "mart", 5, &catalog());
+        let merges: Vec<&str> = sql.matches("MERGE `p.mart.").collect();
+        assert_eq!(merges.len(), 2, "{sql}");
+        assert!(sql.contains("MERGE `p.mart.order_latest`"), "{sql}");
+        assert!(sql.contains("MERGE `p.mart.inventory_latest`"), "{sql}");
+        assert!(
+            !sql.contains("user_activity"),
+            "no key, nothing to keep the latest of"
+        );
+        assert!(
+            sql.contains("FROM `p.curated.order` WHERE `order_date` >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 5 DAY)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("PARTITION BY DATE(`order_date`) CLUSTER BY `order_id`"),
+            "{sql}"
+        );
     }
 
     #[test]

@@ -258,3 +258,68 @@ fn a_filter_on_the_time_field_prunes_under_each_one_row_per_message_view() {
         );
     }
 }
+
+/// `schema print --materialise-into`'s statements, run as a scheduled query would run them.
+async fn materialise(bigquery: &BigQuery, lookback_days: u32) {
+    let catalog = Catalog::load(&CatalogSource::Shipped).unwrap();
+    let sql = curated::bigquery_materialise(PROJECT, "curated", "mart", lookback_days, &catalog);
+    for statement in sql.split(";\n\n").filter(|s| !s.trim().is_empty()) {
+        bigquery.query(statement).await;
+    }
+}
+
+async fn latest(bigquery: &BigQuery, from: &str) -> Vec<Vec<String>> {
+    cells(
+        bigquery
+            .query(&format!(
+                "SELECT order_id, status, message_id FROM {from} ORDER BY order_id"
+            ))
+            .await,
+    )
+}
+
+#[tokio::test]
+async fn the_printed_merge_keeps_a_table_equal_to_the_latest_view_within_its_lookback() {
+    let _turn = SERIAL.lock().await;
+    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    apply_schema(&bigquery);
+    let app = spawn_google_app_with(&gcs, &bigquery, &[]).await;
+    let ago = |hours: i64| {
+        (chrono::Utc::now() - chrono::Duration::hours(hours))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let push = |id: &'static str, data: Vec<u8>| {
+        let app = &app;
+        async move { json_body(app.push_json(&envelope(id, &data)).await, "/push", 200).await }
+    };
+    push("1", order("O1", &ago(2), "pending", &[("P1", 1)])).await;
+    push("2", order("O2", &ago(1), "processing", &[("P2", 1)])).await;
+    materialise(&bigquery, 3).await;
+    let view = latest(&bigquery, "curated.order_latest").await;
+    assert_eq!(view, [["O1", "pending", "1"], ["O2", "processing", "2"]]);
+    assert_eq!(latest(&bigquery, "mart.order_latest").await, view);
+
+    // A newer version of O1, a stale one (older than what the table holds), and an order
+    // whose time field is older than the lookback.
+    push("3", order("O1", &ago(0), "shipped", &[("P1", 1)])).await;
+    push("4", order("O1", &ago(3), "pending", &[("P1", 1)])).await;
+    push("5", order("O3", &ago(24 * 10), "delivered", &[("P3", 1)])).await;
+    materialise(&bigquery, 3).await;
+    assert_eq!(
+        latest(&bigquery, "mart.order_latest").await,
+        [["O1", "shipped", "3"], ["O2", "processing", "2"]],
+        "the newer version replaces the older, the stale one does not; O3 is beyond the lookback"
+    );
+    materialise(&bigquery, 30).await;
+    let view = latest(&bigquery, "curated.order_latest").await;
+    assert_eq!(view.len(), 3);
+    assert_eq!(latest(&bigquery, "mart.order_latest").await, view);
+    materialise(&bigquery, 30).await;
+    assert_eq!(
+        bigquery
+            .count("SELECT COUNT(*) FROM mart.order_latest")
+            .await,
+        3,
+        "a second run changes nothing"
+    );
+}

@@ -38,24 +38,36 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// A proxy to `backend` (local-bigquery's URL).
+    /// A proxy to `backend` (local-bigquery's URL). It runs on a thread and runtime of its
+    /// own: a test that blocks its thread (waiting for a landfall process to report that it
+    /// serves, while that process calls BigQuery through this proxy at start) must not stop it.
     pub async fn start(backend: &str) -> Self {
         let state = Arc::new(Mutex::new(Shared {
             backend: backend.to_string(),
             ..Shared::default()
         }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let proxy = Self {
-            url: String::new(),
+            url,
             state,
             client: reqwest::Client::new(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(proxy.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, ..proxy }
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await
+            })
+        });
+        proxy
     }
 
     /// From now on, answer every call of this kind with `status`.
