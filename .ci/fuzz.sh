@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for SECONDS each (default 30), each seeded from tests/fixtures,
 # with the nightly toolchain cargo-fuzz needs. Usage: .ci/fuzz.sh [SECONDS] [TARGET...]
-# Crashes are kept in fuzz/artifacts/TARGET/; the run fails on the first one.
+# The fuzz crate is tests/fuzz; crashes are kept in tests/fuzz/artifacts/TARGET/, and the run
+# fails on the first one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
@@ -9,7 +10,7 @@ shift || true
 targets=("${@:-envelope classify catalog token}")
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 corpus() {
-  local target="$1" dir="fuzz/corpus/$1"
+  local target="$1" dir="tests/fuzz/corpus/$1"
   mkdir -p "$dir"
   case "$target" in
     envelope) cp tests/fixtures/*.json "$dir/" ;;
@@ -25,10 +26,10 @@ corpus() {
 }
 # No sanitizer: the targets are safe Rust, and an instrumented build of every dependency
 # would double the build for nothing they could find.
-cargo +nightly fuzz build --sanitizer none
+cargo +nightly fuzz build --fuzz-dir tests/fuzz --sanitizer none
 for target in ${targets[*]}; do
   corpus "$target"
   echo "fuzz: $target for ${seconds}s" >&2
-  cargo +nightly fuzz run --sanitizer none "$target" "fuzz/corpus/$target" -- \
+  cargo +nightly fuzz run --fuzz-dir tests/fuzz --sanitizer none "$target" "tests/fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -n 12
 done

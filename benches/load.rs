@@ -93,6 +93,13 @@ struct Options {
     /// `--landing-batch-linger-ms` for the batch layout (its default when unset).
     #[arg(long)]
     batch_linger_ms: Option<u64>,
+    /// `--landing-batch-idle-ms` for the batch layout (its default when unset).
+    #[arg(long)]
+    batch_idle_ms: Option<u64>,
+    /// Offer the pushes at this rate (per second, Poisson arrivals, as from many independent
+    /// publishers) instead of as fast as the connections are answered.
+    #[arg(long)]
+    rate: Option<f64>,
     /// After each google level: `landfall backfill` of what it landed into an empty dataset,
     /// then again (every row present), beside a plain list and download of the same objects.
     #[arg(long)]
@@ -144,7 +151,7 @@ fn main() {
                 }
                 let mut rows = Vec::new();
                 for (mode, layout) in levels {
-                    let server = Server::start(
+                    let mut server = Server::start(
                         mode,
                         layout,
                         &options,
@@ -153,7 +160,7 @@ fn main() {
                         google.as_ref(),
                     );
                     let result = client.block_on(measure(
-                        &server,
+                        &mut server,
                         &options,
                         connections,
                         google.as_ref(),
@@ -163,13 +170,14 @@ fn main() {
                         let google = google.as_ref().expect("google mode starts the emulators");
                         client.block_on(backfill(google, layout, &server.prefix));
                     }
-                    rows.push((mode, layout, result, server.peak_rss_mb()));
+                    let replay_rss = server.peak_rss_mb();
+                    rows.push((mode, layout, result, replay_rss));
                 }
                 let ceiling = rows
                     .iter()
                     .find(|(mode, ..)| *mode == Mode::Ceiling)
                     .map(|(_, _, r, _)| r.first.rate());
-                for (mode, layout, result, rss) in &rows {
+                for (mode, layout, result, replay_rss) in &rows {
                     let ratio =
                         ceiling.map_or("-".into(), |c| format!("{:.2}", result.first.rate() / c));
                     print_row(
@@ -181,7 +189,7 @@ fn main() {
                         &options,
                         &result.first,
                         &ratio,
-                        *rss,
+                        result.first_rss,
                         result.insert_calls,
                         None,
                     );
@@ -200,7 +208,7 @@ fn main() {
                             &options,
                             &replay.level,
                             &slower,
-                            *rss,
+                            *replay_rss,
                             None,
                             replay.queries,
                         );
@@ -244,6 +252,8 @@ fn print_row(
 /// A server process: the landfall binary, or this benchmark as the ceiling server.
 struct Server {
     child: Child,
+    /// How it was started, to start it again the same way.
+    command: Command,
     address: String,
     /// Its landing prefix (each level lands under its own).
     prefix: String,
@@ -289,6 +299,9 @@ impl Server {
             if let (Some(linger), "batch") = (options.batch_linger_ms, layout) {
                 command.args(["--landing-batch-linger-ms", &linger.to_string()]);
             }
+            if let (Some(idle), "batch") = (options.batch_idle_ms, layout) {
+                command.args(["--landing-batch-idle-ms", &idle.to_string()]);
+            }
         }
         if options.auth == "oidc" {
             command
@@ -321,26 +334,22 @@ impl Server {
                 command.args(["--auth", "none"]);
             }
         }
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines.next().expect("the server logs its address").unwrap();
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["message"] == "landfall is serving" {
-                break entry["address"].as_str().unwrap().to_string();
-            }
-        };
-        // Keep draining its log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, address) = spawn(&mut command);
         DATA.lock().unwrap().push(data);
         Server {
             child,
+            command,
             address,
             prefix,
         }
+    }
+
+    /// Stops it and starts it again with the same settings, data and prefix: a fresh process
+    /// that knows nothing of what the last one wrote, as another replica or after a restart.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.child, self.address) = spawn(&mut self.command);
     }
 
     /// User and system CPU the server has used so far, in microseconds.
@@ -382,6 +391,25 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     }
+}
+
+/// Starts a server and waits for the address it serves on.
+fn spawn(command: &mut Command) -> (Child, String) {
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "landfall is serving" {
+            break entry["address"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep draining its log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
 }
 
 impl Drop for Server {
@@ -571,11 +599,12 @@ async fn backfill(google: &Google, layout: &str, prefix: &str) {
         .status()
         .unwrap();
     assert!(applied.success());
-    let backfill = || {
+    let backfill = |dry_run: bool| {
         let started = Instant::now();
         let output = Command::new(env!("CARGO_BIN_EXE_landfall"))
+            .arg("backfill")
+            .args(dry_run.then_some("--dry-run"))
             .args([
-                "backfill",
                 "--output",
                 "json",
                 "--prefix",
@@ -609,22 +638,32 @@ async fn backfill(google: &Google, layout: &str, prefix: &str) {
         (summary, started.elapsed())
     };
     let (plain, plain_elapsed) = list_and_download(&gcs, prefix).await;
-    let (first, first_elapsed) = backfill();
-    let (again, again_elapsed) = backfill();
-    let rate = |objects: f64, elapsed: Duration| objects / elapsed.as_secs_f64();
-    let plain_rate = rate(plain as f64, plain_elapsed);
+    let (dry, dry_elapsed) = backfill(true);
+    let (first, first_elapsed) = backfill(false);
+    let (again, again_elapsed) = backfill(false);
+    let plain_rate = plain as f64 / plain_elapsed.as_secs_f64();
     let objects = first["objects"].as_f64().unwrap();
+    let messages = first["examined"].as_f64().unwrap();
+    let describe = |elapsed: Duration| {
+        let rate = objects / elapsed.as_secs_f64();
+        format!(
+            "{rate:.0} objects/s ({:.2} of it; {:.0} messages/s)",
+            rate / plain_rate,
+            messages / elapsed.as_secs_f64()
+        )
+    };
     println!(
-        "backfill, {layout} layout, {objects} objects ({} messages): list + download {:.0} objects/s; \
-         backfill into an empty dataset {:.0} objects/s ({:.2} of it, {} rows written); \
-         again, every row present, {:.0} objects/s ({:.2} of it)",
-        first["examined"],
-        plain_rate,
-        rate(objects, first_elapsed),
-        rate(objects, first_elapsed) / plain_rate,
+        "backfill, {layout} layout, {objects} objects ({messages} messages): list + download {plain_rate:.0} objects/s; \
+         --dry-run (read and classify) {}; into an empty dataset {} ({} rows written); \
+         again, every row present, {}",
+        describe(dry_elapsed),
+        describe(first_elapsed),
         first["landed"],
-        rate(objects, again_elapsed),
-        rate(objects, again_elapsed) / plain_rate,
+        describe(again_elapsed),
+    );
+    assert_eq!(
+        dry["landed"], first["landed"],
+        "a dry run counts what a run writes"
     );
     assert_eq!(again["landed"], 0, "a second backfill writes nothing");
 }
@@ -707,6 +746,8 @@ impl Jwks {
 
 struct Measured {
     first: Level,
+    /// The server's peak RSS during the first deliveries, in MB.
+    first_rss: f64,
     replay: Option<Replay>,
     insert_calls: Option<f64>,
 }
@@ -718,7 +759,7 @@ struct Replay {
 }
 
 async fn measure(
-    server: &Server,
+    server: &mut Server,
     options: &Options,
     connections: usize,
     google: Option<&Google>,
@@ -731,19 +772,25 @@ async fn measure(
         token,
         64,
         envelopes("warmup", 2_000, options.payload),
+        None,
     )
     .await;
+    let schedule = options.rate.map(|rate| poisson(rate, options.requests));
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let run_id = format!("run{}", RUN.fetch_add(1, Ordering::Relaxed));
     let bodies = envelopes(&run_id, options.requests, options.payload);
     let calls_before = google.map(Google::insert_calls);
-    let first = run_counted(server, token, connections, bodies.clone()).await;
+    let first = run_counted(server, token, connections, bodies.clone(), schedule.clone()).await;
     let insert_calls = google
         .zip(calls_before)
         .map(|(g, before)| (g.insert_calls() - before) as f64 * 1000.0 / first.acked.max(1) as f64);
+    let first_rss = server.peak_rss_mb();
     let replay = if options.replay {
+        // Replayed to a fresh process, so that what it finds it finds by asking.
+        server.restart();
+        wait_until_ready(&server.address).await;
         let queries_before = google.map(Google::query_calls);
-        let level = run_counted(server, token, connections, bodies).await;
+        let level = run_counted(server, token, connections, bodies, schedule).await;
         let queries = google.zip(queries_before).map(|(g, before)| {
             (g.query_calls() - before) as f64 * 1000.0 / level.acked.max(1) as f64
         });
@@ -753,6 +800,7 @@ async fn measure(
     };
     Measured {
         first,
+        first_rss,
         replay,
         insert_calls,
     }
@@ -764,9 +812,10 @@ async fn run_counted(
     token: Option<&str>,
     connections: usize,
     bodies: Arc<Vec<Bytes>>,
+    schedule: Option<Arc<Vec<Duration>>>,
 ) -> Level {
     let (cpu, objects) = (server.cpu_micros(), server.objects().await);
-    let mut level = run(&server.address, token, connections, bodies).await;
+    let mut level = run(&server.address, token, connections, bodies, schedule).await;
     let acked = level.acked.max(1) as f64;
     level.cpu_per_push = Some((server.cpu_micros() - cpu) / acked);
     level.objects_per_1000 = Some((server.objects().await - objects) * 1000.0 / acked);
@@ -850,13 +899,31 @@ impl Level {
     }
 }
 
+/// When each of `count` pushes is due, for Poisson arrivals at `rate` per second.
+fn poisson(rate: f64, count: usize) -> Arc<Vec<Duration>> {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut at = 0.0;
+    Arc::new(
+        (0..count)
+            .map(|_| {
+                // An exponential gap: -ln(U) / rate, with U in (0, 1].
+                at += -(1.0 - rng.random::<f64>()).ln() / rate;
+                Duration::from_secs_f64(at)
+            })
+            .collect(),
+    )
+}
+
 /// Speaks just enough HTTP/1.1 to send a request and read its answer: a general-purpose
-/// client would spend more of these two cores than the server under test.
+/// client would spend more of these two cores than the server under test. With a
+/// `schedule`, each push waits for its time (a connection must be free by then).
 async fn run(
     address: &str,
     token: Option<&str>,
     connections: usize,
     bodies: Arc<Vec<Bytes>>,
+    schedule: Option<Arc<Vec<Duration>>>,
 ) -> Level {
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
@@ -866,6 +933,7 @@ async fn run(
     let workers: Vec<_> = (0..connections)
         .map(|_| {
             let (next, bodies, address, auth) = (next.clone(), bodies.clone(), address.to_string(), auth.clone());
+            let schedule = schedule.clone();
             tokio::spawn(async move {
                 let mut level = Level::default();
                 let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
@@ -874,6 +942,9 @@ async fn run(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
+                    if let Some(due) = schedule.as_ref().map(|s| s[i]) {
+                        tokio::time::sleep_until((started + due).into()).await;
+                    }
                     let head = format!(
                         "POST /push HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
                         body.len()

@@ -57,6 +57,10 @@ pub struct LandingArgs {
     /// Batch layout: how long an object waits for more messages, in milliseconds.
     #[arg(long, env = "LANDFALL_LANDING_BATCH_LINGER_MS", default_value_t = 1000)]
     pub landing_batch_linger_ms: u64,
+    /// Batch layout: an object is also cut once no message has joined it for this long, in
+    /// milliseconds (set it to the linger to always wait the linger out).
+    #[arg(long, env = "LANDFALL_LANDING_BATCH_IDLE_MS", default_value_t = 50)]
+    pub landing_batch_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -312,6 +316,10 @@ impl SinkArgs {
                     "landing_batch_linger_ms",
                     "--landing-batch-linger-ms (LANDFALL_LANDING_BATCH_LINGER_MS)",
                 ),
+                (
+                    "landing_batch_idle_ms",
+                    "--landing-batch-idle-ms (LANDFALL_LANDING_BATCH_IDLE_MS)",
+                ),
             ] {
                 if given.has(id) {
                     warnings.push(format!(
@@ -350,6 +358,7 @@ impl SinkArgs {
                 max_events: landing.landing_batch_max_events,
                 max_bytes: landing.landing_batch_max_bytes,
                 linger: Duration::from_millis(landing.landing_batch_linger_ms),
+                idle: Duration::from_millis(landing.landing_batch_idle_ms),
             },
             embedded,
             gcs,

@@ -34,6 +34,7 @@ pub struct LandingBatchConfig {
     pub max_events: usize,
     pub max_bytes: usize,
     pub linger: Duration,
+    pub idle: Duration,
 }
 
 /// One object to create.
@@ -357,6 +358,7 @@ impl Sink for Landing {
                 max_events: self.batch.max_events,
                 max_bytes: self.batch.max_bytes,
                 linger: self.batch.linger,
+                idle: Some(self.batch.idle),
             },
         }
     }

@@ -18,7 +18,13 @@ pub struct BatchConfig {
     pub max_events: usize,
     /// Most payload bytes in one batch.
     pub max_bytes: usize,
+    /// The longest a batch waits for more, from its first record.
     pub linger: Duration,
+    /// A batch is also cut once nothing has joined it for this long. Pub/Sub keeps a window
+    /// of pushes outstanding and sends more only as they are acknowledged: once that window
+    /// has arrived nothing more comes, and waiting out the rest of `linger` would only slow
+    /// every push down.
+    pub idle: Option<Duration>,
 }
 
 impl BatchConfig {
@@ -27,6 +33,7 @@ impl BatchConfig {
             max_events,
             max_bytes: usize::MAX,
             linger,
+            idle: None,
         }
     }
 }
@@ -134,10 +141,16 @@ async fn collect(
         let job = match rx.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => match timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) | Err(_) => break,
-            },
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let until = match config.idle {
+                    Some(idle) => deadline.min(tokio::time::Instant::now() + idle),
+                    None => deadline,
+                };
+                match timeout_at(until, rx.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) | Err(_) => break,
+                }
+            }
         };
         if bytes + job.size() > config.max_bytes {
             *carried = Some(job);
@@ -239,6 +252,46 @@ mod tests {
         assert_eq!(*sink.0.lock().unwrap(), vec![4, 4, 2]);
         assert_eq!(metrics.batch_failed.get(), 0);
     }
+
+    /// Three records at once, then one 200 ms later, under a linger of a second.
+    async fn batches_of_a_burst_then_a_straggler(idle: Option<Duration>) -> Vec<usize> {
+        let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
+        let config = BatchConfig {
+            idle,
+            ..BatchConfig::new(100, Duration::from_secs(1))
+        };
+        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
+        let submit = |i: usize| {
+            let queue = queue.clone();
+            let entry = Entry {
+                record: record(&i.to_string(), b"{}"),
+                landing: None,
+            };
+            tokio::spawn(async move { queue.submit(entry).await })
+        };
+        let mut submissions: Vec<_> = (0..3).map(submit).collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        submissions.push(submit(3));
+        for s in submissions {
+            assert_eq!(s.await.unwrap(), Ok(Written::Created));
+        }
+        drop(queue);
+        worker.await.unwrap();
+        sink.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_cut_once_nothing_has_joined_it_for_the_idle_time() {
+        assert_eq!(
+            batches_of_a_burst_then_a_straggler(Some(Duration::from_millis(50))).await,
+            vec![3, 1]
+        );
+        assert_eq!(
+            batches_of_a_burst_then_a_straggler(None).await,
+            vec![4],
+            "without an idle time the linger is waited out"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +328,7 @@ mod byte_limit_tests {
             max_events: 100,
             max_bytes: 4_000,
             linger: Duration::from_millis(50),
+            idle: None,
         };
         let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
         let payload = vec![b' '; 1000];

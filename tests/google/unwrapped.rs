@@ -24,9 +24,10 @@ async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
     pubsub
         .unwrapped_push_subscription("raw", "landfall-raw", &format!("{}/push", app.address))
         .await;
-    // No event_type field in the payloads: the attribute names the type.
+    // The shipped catalog requires the payload's event_type too; only the attribute routes:
+    // the last message, valid but without the attribute, is a dead letter.
     let inventory = |i: usize| {
-        json!({"inventory_id": format!("I{i}"), "product_id": "P", "warehouse_id": "W",
+        json!({"event_type": "inventory", "inventory_id": format!("I{i}"), "product_id": "P", "warehouse_id": "W",
                "quantity_change": 2, "reason": "restock", "timestamp": "2026-11-25T12:00:00Z"})
         .to_string()
         .into_bytes()
@@ -38,7 +39,7 @@ async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
                 json!({"type": "inventory", "source": "scanner"}),
             )
         })
-        .chain([(b"{\"x\": 1}".to_vec(), json!({"source": "scanner"}))])
+        .chain([(inventory(5), json!({"source": "scanner"}))])
         .collect();
     let ids = pubsub.publish_with_attributes("raw", &messages).await;
 

@@ -48,6 +48,9 @@ const REPLAY_BATCH: BatchConfig = BatchConfig {
     max_events: 500,
     max_bytes: 8 * 1024 * 1024,
     linger: Duration::from_millis(100),
+    // A replay arrives as fast as Pub/Sub sends it: let its batches fill, since every batch
+    // is a query.
+    idle: None,
 };
 
 /// The dataset of the raw layer.
