@@ -27,6 +27,8 @@ fn the_server_keeps_the_openapi_contract_under_every_schemathesis_check() {
             "all",
         ])
         .args(["--max-time", &seconds])
+        // Its example database and reports go to the working directory: not the repository.
+        .current_dir(data.path())
         .output()
         .expect("schemathesis runs");
 

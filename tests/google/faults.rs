@@ -75,17 +75,56 @@ async fn rows(bigquery: &BigQuery) -> (i64, i64) {
     )
 }
 
+/// BigQuery batches begun and failed so far. The first storm's pushes are first deliveries;
+/// later ones find their objects and are redeliveries, written through the replay lane.
+async fn bigquery_batches(app: &TestApp) -> (f64, f64) {
+    let samples = app.scrape().await;
+    let sum = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        ["bigquery", "bigquery_replays"]
+            .iter()
+            .map(|sink| {
+                let mut labels = labels.to_vec();
+                labels.push(("sink", sink));
+                sample(&samples, name, &labels).unwrap_or(0.0)
+            })
+            .sum()
+    };
+    (
+        sum("landfall_sink_batch_size_count", &[]),
+        sum("landfall_sink_errors_total", &[("kind", "batch_failed")]),
+    )
+}
+
+/// Waits until every batch begun since `before` has ended, failed: a push is answered at its
+/// deadline and its batch gives up a moment later, and a retry must not meet a healed BigQuery.
+async fn wait_until_every_new_batch_failed(app: &TestApp, before: (f64, f64)) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (begun, failed) = bigquery_batches(app).await;
+        if begun > before.0 && failed - before.1 == begun - before.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every failed batch is counted: {begun} begun, {failed} failed, before {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_insert_all_storm_is_answered_503_counted_and_heals_without_a_duplicate() {
     let _turn = SERIAL.lock().await;
     let (_gcs, bigquery, proxy, app) = through_proxy().await;
     for status in [503, 500, 429] {
+        let before = bigquery_batches(&app).await;
         proxy.fail(Call::InsertAll, status);
         let statuses = push_all(&app).await;
         assert!(
             statuses.iter().all(|s| *s == 503),
             "{status} storm: {statuses:?}"
         );
+        wait_until_every_new_batch_failed(&app, before).await;
         proxy.heal();
     }
     assert!(proxy.failed() >= 3, "the storm reached the proxy");
@@ -94,21 +133,6 @@ async fn an_insert_all_storm_is_answered_503_counted_and_heals_without_a_duplica
         (0, 0),
         "nothing was stored while BigQuery failed"
     );
-    let samples = app.scrape().await;
-    // The first storm's pushes are first deliveries; the later ones find their objects and
-    // are redeliveries, written through the replay lane.
-    let failed: f64 = ["bigquery", "bigquery_replays"]
-        .iter()
-        .map(|sink| {
-            sample(
-                &samples,
-                "landfall_sink_errors_total",
-                &[("sink", sink), ("kind", "batch_failed")],
-            )
-            .unwrap_or(0.0)
-        })
-        .sum();
-    assert!(failed >= 3.0, "every failed batch is counted: {failed}");
 
     // Redelivered: the objects exist already, so the rows are looked up, then written once.
     let statuses = push_all(&app).await;

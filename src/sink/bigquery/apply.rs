@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use gcp_bigquery_client::Client;
-use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::table::Table as ApiTable;
 use serde_json::{Value, json};
 
 use super::BigQueryTarget;
+use super::retry::is_not_found;
 use crate::schema::bigquery::api_table;
 use crate::schema::{Catalog, Table};
 
@@ -235,10 +235,6 @@ pub async fn describe(
     let plan = plan(&client, target, catalog).await?;
     let conflicts = plan.conflicts.values().flatten().cloned().collect();
     Ok((plan.report, conflicts))
-}
-
-pub(crate) fn is_not_found(error: &BQError) -> bool {
-    matches!(error, BQError::ResponseError { error } if error.error.code == 404)
 }
 
 /// What separates an existing table from the desired one.

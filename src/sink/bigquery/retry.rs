@@ -23,6 +23,12 @@ pub fn is_transient(error: &BQError) -> bool {
     }
 }
 
+/// 404: the dataset, table or view is not there (yet), which `schema apply` creates rather
+/// than retries.
+pub fn is_not_found(error: &BQError) -> bool {
+    matches!(error, BQError::ResponseError { error } if error.error.code == 404)
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or the deadline leaves no room for
 /// another try (each try is itself cut off at the deadline).
 pub async fn within<T, F, Fut>(deadline: Duration, mut attempt: F) -> anyhow::Result<T>

@@ -11,7 +11,7 @@ use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 
 use super::BigQueryTarget;
-use super::apply::is_not_found;
+use super::retry::is_not_found;
 use crate::schema::Catalog;
 use crate::schema::curated::{self, Dialect, View};
 
