@@ -16,6 +16,7 @@ mod progress;
 mod redrive;
 mod summary;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -206,12 +207,29 @@ async fn repair_folder(
             Err(e) => summary.failure(None, &format!("{}: {e:#}", run.reader.uri(&listed.name))),
         }
     }
+    let found = first_copies(found, summary);
     for chunk in found.chunks(500) {
         match kind {
             Kind::Redrive => redrive::chunk(run, chunk, summary).await,
             Kind::Backfill => backfill::chunk(run, chunk, summary).await,
         }
     }
+}
+
+/// In the batch layout a redelivery is a second line, and always in the same folder as the
+/// first (the same time partitions both). Only the earliest received copy goes on, so that a
+/// run writes a message once and a dry run counts what a run would write.
+fn first_copies(mut found: Vec<Found>, summary: &mut Summary) -> Vec<Found> {
+    found.sort_by_key(|f| f.landed.received_at);
+    let mut seen = HashSet::new();
+    found.retain(|f| {
+        let first = seen.insert(f.landed.delivery.message_id.clone());
+        if !first {
+            summary.repeated += 1;
+        }
+        first
+    });
+    found
 }
 
 /// The messages one object holds.

@@ -13,8 +13,11 @@ pub struct Summary {
     pub dry_run: bool,
     /// Landing objects read.
     pub objects: u64,
-    /// Messages read from them.
+    /// Messages read from them (each once).
     pub examined: u64,
+    /// Batch layout: further lines of a message already read in this run (its redeliveries),
+    /// skipped.
+    pub repeated: u64,
     /// Messages newly written to the warehouse (with `--dry-run`: that would be).
     pub landed: u64,
     /// Messages whose row (or event) was already there: nothing written.
@@ -79,6 +82,12 @@ impl Summary {
             format!("  landed:          {}", self.landed),
             format!("  already present: {}", self.already_present),
         ];
+        if self.repeated > 0 {
+            lines.push(format!(
+                "  repeated lines:  {} (redeliveries, skipped)",
+                self.repeated
+            ));
+        }
         match self.command {
             "redrive" => lines.push(format!("  still dead:      {}", self.still_dead)),
             _ => lines.push(format!("  refused:         {}", self.refused)),

@@ -53,6 +53,11 @@ async fn land_orders(layout: &[&str], catalog: Option<&tempfile::TempDir>) -> Te
         flags.extend(["--schemas", catalog.path().to_str().unwrap()]);
     }
     let app = spawn_app_with(&flags).await;
+    push_orders(&app).await;
+    app
+}
+
+async fn push_orders(app: &TestApp) {
     let pushes = (0..ORDERS).map(|i| {
         let mut body = envelope(&id(i), &order(i));
         body["message"]["attributes"] = json!({"source": "checkout", "n": i.to_string()});
@@ -60,7 +65,6 @@ async fn land_orders(layout: &[&str], catalog: Option<&tempfile::TempDir>) -> Te
         async move { json_body(app.push_json(&body).await, "/push", 200).await }
     });
     futures::future::join_all(pushes).await;
-    app
 }
 
 /// `landfall COMMAND --data-dir … FLAGS --output json`: exit success and the summary line.
@@ -322,6 +326,43 @@ async fn backfill_restores_exactly_the_missing_rows_and_tasks_split_the_work() {
 #[tokio::test]
 async fn backfill_in_the_batch_layout_restores_them_too() {
     backfill_restores_exactly_the_missing_rows(&["--landing-layout", "batch"]).await;
+}
+
+#[tokio::test]
+async fn in_the_batch_layout_a_redelivered_message_is_read_counted_and_written_once() {
+    const BATCH: &[&str] = &["--landing-layout", "batch"];
+    let old = catalog_without_delivered();
+    let mut app = land_orders(BATCH, Some(&old)).await;
+    // Every message again: in this layout, a second line each, events and dead letters.
+    push_orders(&app).await;
+    app.stop_in_place().await;
+    let fields = |s: &Value| {
+        ["examined", "repeated", "landed", "still_dead", "failed"].map(|k| s[k].as_u64().unwrap())
+    };
+
+    // 16 delivered orders now pass, 8 with a negative quantity never do; 16 shipped landed.
+    let (ok, dry) = repair("redrive", &app, &[BATCH, &["--dry-run"]].concat());
+    assert!(ok, "{dry}");
+    assert_eq!(fields(&dry), [24, 24, 16, 8, 0], "{dry}");
+    let (ok, run) = repair("redrive", &app, BATCH);
+    assert!(ok, "{run}");
+    assert_eq!(
+        fields(&run),
+        fields(&dry),
+        "a dry run counts what a run does: {run}"
+    );
+    assert_eq!(app.count("order"), 32);
+
+    let db = rusqlite::Connection::open(app.data_dir.path().join("warehouse.db")).unwrap();
+    db.execute("DELETE FROM \"order\"", []).unwrap();
+    let (ok, dry) = repair("backfill", &app, &[BATCH, &["--dry-run"]].concat());
+    assert!(ok, "{dry}");
+    let (ok, run) = repair("backfill", &app, BATCH);
+    assert!(ok, "{run}");
+    // The shipped orders have two lines each, the redriven ones one.
+    assert_eq!(fields(&dry)[..3], [32, 16, 32], "{dry}");
+    assert_eq!(fields(&run), fields(&dry), "{run}");
+    assert_eq!(app.count("order"), 32);
 }
 
 #[test]
