@@ -1,6 +1,7 @@
 """The README's deploy guide, run as a new user would, with Google's network step replaced.
 
-Every ```sh block of the README that calls `gcloud` or `bq` runs, in order, in one bash
+Every ```sh block of the README that calls `gcloud` or `bq` runs (the deploy guide first, then
+the other sections' commands, then the teardown) in one bash
 (`set -euo pipefail`, so an unset variable or a failing command stops it). `gcloud` and `bq`
 there are this script: each call goes through the installed SDK's own argument parser, and
 a call it refuses fails the guide. What happens after parsing:
@@ -49,10 +50,23 @@ SERVING_ENV = {
 }
 
 
-def guide_blocks(text):
-    """The README's sh blocks that call gcloud or bq, in order."""
+def sh_blocks(text):
+    """The sh blocks of `text` that call gcloud or bq, in order."""
     blocks = re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M)
     return [b for b in blocks if re.search(r"(^|[\s$(])(gcloud|bq) ", b)]
+
+
+def guide_blocks(text):
+    """The README's sh blocks that call gcloud or bq, in the order a new user runs them: the
+    deploy guide, then the other sections' commands (which use the deploy's variables), then
+    the teardown."""
+    deploy = re.search(r"^## Deploy to Cloud Run\n.*?(?=^## )", text, flags=re.S | re.M)
+    assert deploy, "the README has no Deploy to Cloud Run section"
+    guide = deploy.group(0)
+    teardown = re.search(r"^### Teardown\n.*?(?=^##)", guide, flags=re.S | re.M)
+    teardown = teardown.group(0) if teardown else ""
+    rest = text[: deploy.start()] + text[deploy.end() :]
+    return sh_blocks(guide.replace(teardown, "")) + sh_blocks(rest) + sh_blocks(teardown)
 
 
 # ---- one gcloud call --------------------------------------------------------------------
