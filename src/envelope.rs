@@ -325,7 +325,6 @@ fn place(segments: &[String], form: Form) -> String {
         (Form::Unwrapped, ["message", "publishTime"]) => format!("header {PUBLISH_TIME_HEADER}"),
         (Form::Unwrapped, ["message", "attributes", key]) => format!("header {key}"),
         (Form::Unwrapped, ["message", "attributes"]) => "headers".into(),
-        (Form::Unwrapped, ["subscription"]) => format!("header {SUBSCRIPTION_HEADER}"),
         _ => path.join("."),
     }
 }
@@ -581,6 +580,55 @@ mod tests {
     }
 
     #[test]
+    fn wrapped_reads_the_ordering_key_and_an_empty_one_is_none() {
+        let with = |key: &str| {
+            decode(
+                &HeaderMap::new(),
+                body(&format!(
+                    r#"{{"message":{{"messageId":"7","publishTime":"2026-11-25T07:54:20Z","orderingKey":"{key}"}}}}"#
+                )),
+            )
+            .unwrap()
+            .ordering_key
+        };
+        assert_eq!(with("cart-7").as_deref(), Some("cart-7"));
+        assert_eq!(with(""), None);
+    }
+
+    #[test]
+    fn unwrapped_reads_the_ordering_key_and_an_empty_one_is_none() {
+        let mut h = unwrapped_headers();
+        h.insert(ORDERING_KEY_HEADER, HeaderValue::from_static("cart-7"));
+        let d = decode(&h, body("{}")).unwrap();
+        assert_eq!(d.ordering_key.as_deref(), Some("cart-7"));
+        assert!(!d.attributes.contains_key(ORDERING_KEY_HEADER));
+        h.insert(ORDERING_KEY_HEADER, HeaderValue::from_static(""));
+        assert_eq!(decode(&h, body("{}")).unwrap().ordering_key, None);
+    }
+
+    #[test]
+    fn each_base64_problem_is_said_in_characters_and_positions() {
+        let problem = |text: &str| base64_problem(&base64().decode(text).unwrap_err());
+        assert_eq!(
+            problem("ab!d"),
+            "'!' at position 2 is not a base64 character"
+        );
+        assert_eq!(problem("abcde"), "5 characters cannot be base64");
+        assert_eq!(
+            problem("ab=c"),
+            "'=' at position 2 is not a base64 character"
+        );
+        assert_eq!(
+            base64_problem(&base64::DecodeError::InvalidLastSymbol(3, b'x')),
+            "the character at position 3 cannot end base64"
+        );
+        assert_eq!(
+            base64_problem(&base64::DecodeError::InvalidPadding),
+            "its `=` padding is wrong"
+        );
+    }
+
+    #[test]
     fn credentials_never_become_attributes() {
         let mut h = unwrapped_headers();
         for name in CREDENTIAL_HEADERS.iter().chain(&[
@@ -616,6 +664,26 @@ mod tests {
                 .to_string()
                 .starts_with("header x-goog-pubsub-message-id: must be 1 to 128")
         );
+    }
+
+    #[test]
+    fn unwrapped_attribute_problems_name_their_headers() {
+        let problem = |h: &HeaderMap| decode(h, body("{}")).unwrap_err().to_string();
+        let mut h = unwrapped_headers();
+        h.insert("source", HeaderValue::from_str(&"x".repeat(1025)).unwrap());
+        assert!(
+            problem(&h).starts_with("header source: "),
+            "{}",
+            problem(&h)
+        );
+        let mut h = unwrapped_headers();
+        for i in 0..101 {
+            h.insert(
+                axum::http::HeaderName::from_bytes(format!("a{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert!(problem(&h).starts_with("headers: "), "{}", problem(&h));
     }
 
     #[test]

@@ -355,6 +355,13 @@ mod tests {
         testing::delivery("77", data.as_bytes())
     }
 
+    #[test]
+    fn partition_times_are_named_as_the_flag_spells_them() {
+        // A landing layer written with other settings is refused in these words.
+        assert_eq!(PartitionTime::Event.to_string(), "event");
+        assert_eq!(PartitionTime::Publish.to_string(), "publish");
+    }
+
     const INVENTORY: &str = r#"{"event_type":"inventory","inventory_id":"i-1","product_id":"p-1","warehouse_id":"w-1","quantity_change":-3,"reason":"sale","timestamp":"2026-11-24T23:59:59Z","note":"kept"}"#;
 
     fn cell<'a>(record: &'a Record, column: &str) -> &'a Cell {

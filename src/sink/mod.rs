@@ -427,6 +427,7 @@ fn combine(written: Vec<Written>, landing_uri: Option<Arc<str>>) -> Landed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::metrics::SinkMetrics;
 
     fn receipt(before: Option<bool>) -> Written {
         Written::Landed(Receipt {
@@ -456,6 +457,207 @@ mod tests {
             fate(vec![receipt(Some(false)), Rejected("no".into())]),
             Fate::Rejected("no".into())
         );
+    }
+
+    fn entry(data: &[u8], before: Option<Option<bool>>) -> Entry {
+        Entry {
+            record: crate::event::testing::record("61", data),
+            landing: before.map(|before| Receipt {
+                uri: "gs://b/o".into(),
+                before,
+            }),
+        }
+    }
+
+    /// An order the catalog refuses (quantity -1) whose type and time field still read.
+    const REFUSED_ORDER: &[u8] = br#"{"event_type":"order","order_id":"O1","customer_id":"C1","order_date":"2026-11-25T09:14:03Z","status":"pending","items":[{"product_id":"P","product_name":"K","quantity":-1,"price":1.5}],"shipping_address":{"street":"s","city":"c","country":"NO"},"total_amount":1.5}"#;
+
+    #[test]
+    fn a_warehouse_looks_for_the_prior_event_only_when_the_landing_layer_could_not() {
+        assert_eq!(entry(REFUSED_ORDER, None).landed_before(), None);
+        assert_eq!(entry(REFUSED_ORDER, Some(None)).landed_before(), None);
+        assert_eq!(
+            entry(REFUSED_ORDER, Some(Some(true))).landed_before(),
+            Some(true)
+        );
+        assert_eq!(
+            entry(REFUSED_ORDER, Some(Some(false))).landed_before(),
+            Some(false)
+        );
+        // The batch layout cannot tell, nor can a warehouse without a landing layer.
+        assert!(entry(REFUSED_ORDER, Some(None)).needs_prior_lookup());
+        assert!(entry(REFUSED_ORDER, None).needs_prior_lookup());
+        // The event layout found (or did not find) the event's object itself.
+        assert!(!entry(REFUSED_ORDER, Some(Some(false))).needs_prior_lookup());
+        assert!(!entry(REFUSED_ORDER, Some(Some(true))).needs_prior_lookup());
+        // Not JSON: no event it could have been.
+        assert!(!entry(b"\xff", Some(None)).needs_prior_lookup());
+    }
+
+    #[test]
+    fn the_prior_probe_looks_in_the_events_table_at_its_time() {
+        let record = crate::event::testing::record("61", REFUSED_ORDER);
+        let probe = Probe::prior(&record).expect("a refused order names its event");
+        assert_eq!(probe.table.name, "order");
+        assert_eq!(probe.message_id, "61");
+        assert_eq!(probe.time.to_rfc3339(), "2026-11-25T09:14:03+00:00");
+        let own = Probe::of(&record);
+        assert_eq!(own.table.name, "dead_letter");
+        assert_eq!(own.time, record.delivery.publish_time);
+        assert!(Probe::prior(&crate::event::testing::record("62", b"[]")).is_none());
+    }
+
+    /// A test double: answers every write with `answer`, and keeps what the landing layer
+    /// told it of each record it was given.
+    struct Scripted {
+        name: &'static str,
+        layer: Layer,
+        answer: Written,
+        finds: Option<HashSet<String>>,
+        told: std::sync::Mutex<Vec<Option<bool>>>,
+    }
+
+    impl Scripted {
+        fn landing(name: &'static str, uri: &str, before: Option<bool>) -> Arc<Self> {
+            Self::new(name, Layer::Landing, receipt_at(uri, before), None)
+        }
+
+        fn warehouse(name: &'static str, finds: Option<&[&str]>) -> Arc<Self> {
+            let finds = finds.map(|ids| ids.iter().map(|id| id.to_string()).collect());
+            Self::new(name, Layer::Warehouse, Written::Created, finds)
+        }
+
+        fn new(
+            name: &'static str,
+            layer: Layer,
+            answer: Written,
+            finds: Option<HashSet<String>>,
+        ) -> Arc<Self> {
+            Arc::new(Scripted {
+                name,
+                layer,
+                answer,
+                finds,
+                told: Default::default(),
+            })
+        }
+
+        fn told(&self) -> Vec<Option<bool>> {
+            self.told.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Sink for Scripted {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn layer(&self) -> Layer {
+            self.layer
+        }
+
+        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
+            let mut told = self.told.lock().unwrap();
+            told.extend(batch.iter().map(Entry::landed_before));
+            vec![Ok(self.answer.clone()); batch.len()]
+        }
+
+        async fn check(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+
+        async fn find(&self, _: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
+            self.finds.clone().map(Ok)
+        }
+    }
+
+    fn receipt_at(uri: &str, before: Option<bool>) -> Written {
+        Written::Landed(Receipt {
+            uri: uri.into(),
+            before,
+        })
+    }
+
+    fn lane(sink: &Arc<Scripted>) -> GroupCommit {
+        let config = BatchConfig::new(10, Duration::from_millis(1));
+        GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached()).0
+    }
+
+    fn queued(sink: &Arc<Scripted>, replays: Option<&Arc<Scripted>>) -> Queued {
+        Queued {
+            sink: sink.clone(),
+            fresh: lane(sink),
+            replays: replays.map(lane),
+        }
+    }
+
+    fn sinks_of(sinks: &[&Arc<Scripted>]) -> Sinks {
+        Sinks::new(sinks.iter().map(|s| queued(s, None)).collect())
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_is_one_if_any_landing_copy_says_so_and_the_first_copy_names_it() {
+        let record = || crate::event::testing::record("61", b"{}");
+        let warehouse = Scripted::warehouse("warehouse", None);
+        let bucket = Scripted::landing("gcs", "gs://b/o", Some(false));
+        let folder = Scripted::landing("landing", "file:///o", Some(true));
+        let landed = sinks_of(&[&bucket, &folder, &warehouse])
+            .land(record())
+            .await
+            .unwrap();
+        assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/o"));
+        assert_eq!(landed.fate, Fate::Stored);
+        let unsure = Scripted::landing("landing", "file:///o", None);
+        sinks_of(&[&bucket, &unsure, &warehouse])
+            .land(record())
+            .await
+            .unwrap();
+        let neither = Scripted::landing("landing", "file:///o", Some(false));
+        sinks_of(&[&bucket, &neither, &warehouse])
+            .land(record())
+            .await
+            .unwrap();
+        assert_eq!(warehouse.told(), [Some(true), None, Some(false)]);
+    }
+
+    #[tokio::test]
+    async fn redeliveries_take_the_replay_lane_where_a_sink_has_one() {
+        let record = || crate::event::testing::record("61", b"{}");
+        let (fresh, replays) = (
+            Scripted::warehouse("bigquery", None),
+            Scripted::warehouse("bigquery_replays", None),
+        );
+        for before in [Some(true), Some(false), None] {
+            let landing = Scripted::landing("gcs", "gs://b/o", before);
+            let sinks = Sinks::new(vec![queued(&landing, None), queued(&fresh, Some(&replays))]);
+            sinks.land(record()).await.unwrap();
+        }
+        assert_eq!(replays.told(), [Some(true)]);
+        assert_eq!(fresh.told(), [Some(false), None]);
+    }
+
+    #[tokio::test]
+    async fn sinks_know_their_layers_ask_the_first_warehouse_that_can_look_and_check_all() {
+        let landing = Scripted::landing("gcs", "gs://b/o", Some(false));
+        let cannot = Scripted::warehouse("cannot", None);
+        let can = Scripted::warehouse("can", Some(&["61"]));
+        let only_landing = sinks_of(&[&landing]);
+        assert!(only_landing.has_landing() && !only_landing.has_warehouse());
+        assert!(only_landing.find(&[]).await.is_none());
+        let only_warehouse = sinks_of(&[&cannot]);
+        assert!(!only_warehouse.has_landing() && only_warehouse.has_warehouse());
+        assert!(only_warehouse.find(&[]).await.is_none());
+        let all = sinks_of(&[&landing, &cannot, &can]);
+        let found = all.find(&[]).await.unwrap().unwrap();
+        assert_eq!(found, HashSet::from(["61".to_string()]));
+        let checked: Vec<_> = all
+            .check()
+            .await
+            .into_iter()
+            .map(|(name, result)| (name, result.is_ok()))
+            .collect();
+        assert_eq!(checked, [("gcs", true), ("cannot", true), ("can", true)]);
     }
 
     #[test]
