@@ -177,3 +177,66 @@ fn mismatch(path: &str, expected: &str) -> Violation {
         "column_type",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Catalog;
+
+    #[test]
+    fn an_absent_array_is_empty_and_an_absent_scalar_or_object_is_null() {
+        let schema = include_str!("../../tests/fixtures/catalog/payment.json");
+        let catalog = Catalog::from_files(vec![("payment.json".into(), schema.into())]).unwrap();
+        let payment = catalog.event_type("payment").unwrap();
+        let payload = serde_json::json!({"event_type": "payment", "payment_id": "P1",
+            "order_id": "O1", "amount": 59.99, "currency": "NOK", "method": "card",
+            "paid_at": "2026-11-25T09:14:30Z", "card": {"last4": "4242", "brand": "visa"}});
+        let typed = payment.validate(&payload).unwrap();
+        let cell = |name: &str| {
+            let i = payment.table.payload.iter().position(|c| &*c.name == name);
+            &typed.cells[i.unwrap_or_else(|| panic!("no column {name}"))]
+        };
+        assert_eq!(cell("tags"), &Cell::Repeated(vec![]));
+        assert_eq!(cell("refunds"), &Cell::Repeated(vec![]));
+        assert_eq!(cell("installments"), &Cell::Null);
+        assert_eq!(cell("captured"), &Cell::Null);
+        assert_eq!(cell("extra"), &Cell::Null);
+        assert_eq!(cell("currency"), &Cell::String("NOK".into()));
+    }
+
+    #[test]
+    fn an_integer_column_takes_whole_numbers_that_fit_64_bits() {
+        let int = |text: &str| int64(&serde_json::from_str(text).unwrap(), ".n");
+        assert_eq!(int("3"), Ok(Cell::Int(3)));
+        assert_eq!(
+            int("3.0"),
+            Ok(Cell::Int(3)),
+            "JSON Schema's integer includes 3.0"
+        );
+        assert_eq!(int("-9.223372036854775808e18"), Ok(Cell::Int(i64::MIN)));
+        for too_big in ["9223372036854775808.0", "1e19", "-1e19"] {
+            let refused = int(too_big).unwrap_err();
+            assert_eq!(refused.rule, "column_range", "{too_big}");
+        }
+        assert_eq!(int("2.5").unwrap_err().rule, "column_range");
+    }
+
+    #[test]
+    fn a_value_its_column_cannot_hold_names_what_the_column_needs() {
+        let refused = |ty: ColumnType| typed(&ty, &serde_json::json!([1]), ".v").unwrap_err();
+        let cases = [
+            (ColumnType::String, "a string"),
+            (ColumnType::Timestamp, "an RFC 3339 timestamp"),
+            (ColumnType::Date, "an RFC 3339 date"),
+            (ColumnType::Float64, "a number"),
+            (ColumnType::Bool, "a boolean"),
+            (ColumnType::Record(Vec::new()), "an object"),
+        ];
+        for (ty, needs) in cases {
+            assert_eq!(
+                refused(ty).to_string(),
+                format!(".v: is not {needs}, which its column needs")
+            );
+        }
+    }
+}

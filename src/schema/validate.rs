@@ -226,5 +226,20 @@ mod tests {
         let reason = violation(json!({"id": long, "when": "2026-11-25T10:00:00Z"})).unwrap();
         assert!(!reason.contains("xxxxxxxx"), "{reason}");
         assert!(reason.starts_with(".id: "), "{reason}");
+        // Up to the limit a value is quoted whole (its JSON text: the quotes count).
+        let at_limit = "x".repeat(MAX_QUOTED_VALUE - 2);
+        let reason = violation(json!({"id": at_limit, "when": "2026-11-25T10:00:00Z"})).unwrap();
+        assert!(
+            reason.contains(&format!("\"{at_limit}\" does not match")),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_enum_names_every_value_it_would_have_accepted() {
+        let validator = compile(&json!({"properties": {"s": {"enum": ["a", "b", 3]}}})).unwrap();
+        let reason = first_violation(&validator, &json!({"s": "c"})).unwrap();
+        assert_eq!(reason.to_string(), r#".s: "c" is not one of "a", "b", 3"#);
+        assert_eq!(reason.rule, "enum");
     }
 }
