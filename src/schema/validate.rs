@@ -241,5 +241,32 @@ mod tests {
         let reason = first_violation(&validator, &json!({"s": "c"})).unwrap();
         assert_eq!(reason.to_string(), r#".s: "c" is not one of "a", "b", 3"#);
         assert_eq!(reason.rule, "enum");
+        let values = |n: usize| (0..n).map(|i| json!(i)).collect::<Vec<_>>();
+        assert_eq!(
+            listed(&json!(values(20))),
+            (0..20)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let first_20 = (0..20)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert_eq!(
+            listed(&json!(values(21))),
+            format!("{first_20}, … (21 values)")
+        );
+    }
+
+    #[test]
+    fn a_long_value_is_masked_whatever_the_rule() {
+        let validator = compile(&json!({"properties": {"n": {"type": "integer"}}})).unwrap();
+        let long = "y".repeat(500);
+        let reason = first_violation(&validator, &json!({"n": long}))
+            .unwrap()
+            .to_string();
+        assert!(!reason.contains("yyyyyyyy"), "{reason}");
+        assert!(reason.starts_with(".n: "), "{reason}");
     }
 }
