@@ -292,6 +292,33 @@ mod tests {
             "without an idle time the linger is waited out"
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_that_joins_within_the_idle_time_shares_the_batch() {
+        let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
+        let config = BatchConfig {
+            idle: Some(Duration::from_millis(50)),
+            ..BatchConfig::new(100, Duration::from_secs(1))
+        };
+        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
+        let submit = |i: usize| {
+            let queue = queue.clone();
+            let entry = Entry {
+                record: record(&i.to_string(), b"{}"),
+                landing: None,
+            };
+            tokio::spawn(async move { queue.submit(entry).await })
+        };
+        let first = submit(0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = submit(1);
+        for s in [first, second] {
+            assert_eq!(s.await.unwrap(), Ok(Written::Created));
+        }
+        drop(queue);
+        worker.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![2]);
+    }
 }
 
 #[cfg(test)]
@@ -348,5 +375,35 @@ mod byte_limit_tests {
         drop(queue);
         worker.await.unwrap();
         assert_eq!(*sink.0.lock().unwrap(), vec![3, 3, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_that_fill_max_bytes_exactly_share_a_batch() {
+        let sink = Arc::new(Sizes(Mutex::new(Vec::new())));
+        // Two jobs of 1,000 bytes and 256 of room are 2,512 bytes: exactly the limit.
+        let config = BatchConfig {
+            max_events: 100,
+            max_bytes: 2_512,
+            linger: Duration::from_millis(50),
+            idle: None,
+        };
+        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
+        let payload = vec![b' '; 1000];
+        let submissions: Vec<_> = (0..4)
+            .map(|i| {
+                let queue = queue.clone();
+                let entry = Entry {
+                    record: record(&i.to_string(), &payload),
+                    landing: None,
+                };
+                tokio::spawn(async move { queue.submit(entry).await })
+            })
+            .collect();
+        for s in submissions {
+            assert_eq!(s.await.unwrap(), Ok(Written::Created));
+        }
+        drop(queue);
+        worker.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![2, 2]);
     }
 }

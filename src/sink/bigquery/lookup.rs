@@ -277,6 +277,49 @@ mod tests {
             parameters[3]["parameterValue"]["arrayValues"],
             json!([{"value": "2026-11-24"}, {"value": "2026-11-25"}])
         );
+        // Standard SQL with named parameters; room for every id and one more, so that a
+        // page token can only mean an incomplete answer.
+        let sent = serde_json::to_value(&request).unwrap();
+        assert_eq!(sent["useLegacySql"], false);
+        assert_eq!(sent["parameterMode"], "NAMED");
+        assert_eq!(request.max_results, Some(5));
+    }
+
+    #[test]
+    fn a_redelivery_asks_for_its_row_and_a_dead_letter_for_its_event_only_if_unseen() {
+        let entry = |data: serde_json::Value, before: Option<Option<bool>>| Entry {
+            record: record("5", data),
+            landing: before.map(|before| crate::sink::Receipt {
+                uri: "gs://b/o".into(),
+                before,
+            }),
+        };
+        let mut refused = inventory(24);
+        refused["quantity_change"] = json!(1000);
+        let ask = |e: &Entry| {
+            Ask::of(e).map(|a| (matches!(a, Ask::Own(_)), a.probe().table.name.clone()))
+        };
+        assert_eq!(
+            ask(&entry(inventory(24), Some(Some(true)))),
+            Some((true, "inventory".into()))
+        );
+        assert_eq!(
+            ask(&entry(inventory(24), Some(Some(false)))),
+            None,
+            "a first delivery"
+        );
+        assert_eq!(ask(&entry(inventory(24), None)), None);
+        // A dead letter's own object says nothing of its event's: the batch layout, or none.
+        assert_eq!(
+            ask(&entry(refused.clone(), Some(None))),
+            Some((false, "inventory".into()))
+        );
+        assert_eq!(
+            ask(&entry(refused.clone(), None)),
+            Some((false, "inventory".into()))
+        );
+        assert_eq!(ask(&entry(refused, Some(Some(false)))), None);
+        assert_eq!(ask(&entry(json!("not an object"), Some(None))), None);
     }
 
     #[test]
