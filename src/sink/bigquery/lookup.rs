@@ -279,6 +279,22 @@ mod tests {
         );
         // Standard SQL with named parameters; room for every id and one more, so that a
         // page token can only mean an incomplete answer.
+        let types: Vec<_> = (0..4)
+            .map(|i| {
+                let p = &parameters[i];
+                (p["name"].clone(), p["parameterType"].clone())
+            })
+            .collect();
+        let array_of = |ty: &str| json!({"type": "ARRAY", "arrayType": {"type": ty}});
+        assert_eq!(
+            types,
+            [
+                (json!("ids0"), array_of("STRING")),
+                (json!("since0"), json!({"type": "DATE"})),
+                (json!("ids1"), array_of("STRING")),
+                (json!("dates1"), array_of("DATE")),
+            ]
+        );
         let sent = serde_json::to_value(&request).unwrap();
         assert_eq!(sent["useLegacySql"], false);
         assert_eq!(sent["parameterMode"], "NAMED");
