@@ -348,6 +348,14 @@ mod tests {
         assert!(answer(json!({"jobComplete": true})).unwrap().is_empty());
         assert!(answer(json!({"jobComplete": false})).is_err());
         assert!(answer(json!({"jobComplete": true, "pageToken": "x"})).is_err());
+        let failed =
+            json!({"jobComplete": true, "errors": [{"reason": "invalidQuery", "message": "no"}]});
+        assert!(answer(failed).is_err());
+        assert!(
+            answer(json!({"jobComplete": true, "errors": []}))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
