@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use landfall::auth::jwks::Jwks;
 use landfall::auth::oidc::{OidcConfig, OidcVerifier, Trust};
 
-const KEYS: &str = include_str!("../../tests/fixtures/tokens/jwks.json");
+const KEYS: &str = include_str!("../../fixtures/tokens/jwks.json");
 
 fn config(trust: Trust) -> OidcConfig {
     OidcConfig {
