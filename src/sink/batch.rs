@@ -228,66 +228,64 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_submissions_share_batches_capped_at_max_events() {
+    /// Submits records of `payload` in waves (how many, after how long a pause), waits for
+    /// every answer, and returns the sizes of the batches the sink was given.
+    async fn batches_of(config: BatchConfig, payload: &[u8], waves: &[(usize, u64)]) -> Vec<usize> {
         let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
-        let config = BatchConfig::new(4, Duration::from_millis(5));
         let metrics = SinkMetrics::detached();
         let (queue, worker) = GroupCommit::spawn(sink.clone(), config, metrics.clone());
-        let submissions: Vec<_> = (0..10)
-            .map(|i| {
+        let mut submissions = Vec::new();
+        for &(records, pause_ms) in waves {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            for _ in 0..records {
                 let queue = queue.clone();
                 let entry = Entry {
-                    record: record(&i.to_string(), b"{}"),
+                    record: record(&submissions.len().to_string(), payload),
                     landing: None,
                 };
-                tokio::spawn(async move { queue.submit(entry).await })
-            })
-            .collect();
+                submissions.push(tokio::spawn(async move { queue.submit(entry).await }));
+            }
+        }
         for s in submissions {
             assert_eq!(s.await.unwrap(), Ok(Written::Created));
         }
         drop(queue);
         worker.await.unwrap();
-        assert_eq!(*sink.0.lock().unwrap(), vec![4, 4, 2]);
         assert_eq!(metrics.batch_failed.get(), 0);
+        sink.0.lock().unwrap().clone()
     }
 
-    /// Three records at once, then one 200 ms later, under a linger of a second.
-    async fn batches_of_a_burst_then_a_straggler(idle: Option<Duration>) -> Vec<usize> {
-        let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
-        let config = BatchConfig {
-            idle,
+    fn idle(idle: Option<u64>) -> BatchConfig {
+        BatchConfig {
+            idle: idle.map(Duration::from_millis),
             ..BatchConfig::new(100, Duration::from_secs(1))
-        };
-        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
-        let submit = |i: usize| {
-            let queue = queue.clone();
-            let entry = Entry {
-                record: record(&i.to_string(), b"{}"),
-                landing: None,
-            };
-            tokio::spawn(async move { queue.submit(entry).await })
-        };
-        let mut submissions: Vec<_> = (0..3).map(submit).collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        submissions.push(submit(3));
-        for s in submissions {
-            assert_eq!(s.await.unwrap(), Ok(Written::Created));
         }
-        drop(queue);
-        worker.await.unwrap();
-        sink.0.lock().unwrap().clone()
+    }
+
+    /// At most `max_bytes`, and a linger long enough for every record to join.
+    fn bytes(max_bytes: usize) -> BatchConfig {
+        BatchConfig {
+            max_bytes,
+            ..BatchConfig::new(100, Duration::from_millis(50))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_submissions_share_batches_capped_at_max_events() {
+        let config = BatchConfig::new(4, Duration::from_millis(5));
+        assert_eq!(batches_of(config, b"{}", &[(10, 0)]).await, vec![4, 4, 2]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_is_cut_once_nothing_has_joined_it_for_the_idle_time() {
+        // Three records at once, then one 200 ms later, under a linger of a second.
+        let burst_then_straggler = [(3, 0), (1, 200)];
         assert_eq!(
-            batches_of_a_burst_then_a_straggler(Some(Duration::from_millis(50))).await,
+            batches_of(idle(Some(50)), b"{}", &burst_then_straggler).await,
             vec![3, 1]
         );
         assert_eq!(
-            batches_of_a_burst_then_a_straggler(None).await,
+            batches_of(idle(None), b"{}", &burst_then_straggler).await,
             vec![4],
             "without an idle time the linger is waited out"
         );
@@ -295,115 +293,29 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_record_that_joins_within_the_idle_time_shares_the_batch() {
-        let sink = Arc::new(CountingSink(Mutex::new(Vec::new())));
-        let config = BatchConfig {
-            idle: Some(Duration::from_millis(50)),
-            ..BatchConfig::new(100, Duration::from_secs(1))
-        };
-        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
-        let submit = |i: usize| {
-            let queue = queue.clone();
-            let entry = Entry {
-                record: record(&i.to_string(), b"{}"),
-                landing: None,
-            };
-            tokio::spawn(async move { queue.submit(entry).await })
-        };
-        let first = submit(0);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let second = submit(1);
-        for s in [first, second] {
-            assert_eq!(s.await.unwrap(), Ok(Written::Created));
-        }
-        drop(queue);
-        worker.await.unwrap();
-        assert_eq!(*sink.0.lock().unwrap(), vec![2]);
-    }
-}
-
-#[cfg(test)]
-mod byte_limit_tests {
-    use super::*;
-    use crate::event::testing::record;
-    use async_trait::async_trait;
-    use std::sync::Mutex;
-
-    struct Sizes(Mutex<Vec<usize>>);
-
-    #[async_trait]
-    impl Sink for Sizes {
-        fn name(&self) -> &'static str {
-            "sizes"
-        }
-        fn layer(&self) -> super::super::Layer {
-            super::super::Layer::Landing
-        }
-        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
-            self.0.lock().unwrap().push(batch.len());
-            batch.iter().map(|_| Ok(Written::Created)).collect()
-        }
-        async fn check(&self) -> Result<(), SinkError> {
-            Ok(())
-        }
+        assert_eq!(
+            batches_of(idle(Some(50)), b"{}", &[(1, 0), (1, 20)]).await,
+            vec![2]
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_stops_before_it_would_pass_max_bytes() {
-        let sink = Arc::new(Sizes(Mutex::new(Vec::new())));
         // Each job is 1,000 bytes of payload and 256 of room: three fit in 4,000.
-        let config = BatchConfig {
-            max_events: 100,
-            max_bytes: 4_000,
-            linger: Duration::from_millis(50),
-            idle: None,
-        };
-        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
         let payload = vec![b' '; 1000];
-        let submissions: Vec<_> = (0..7)
-            .map(|i| {
-                let queue = queue.clone();
-                let entry = Entry {
-                    record: record(&i.to_string(), &payload),
-                    landing: None,
-                };
-                tokio::spawn(async move { queue.submit(entry).await })
-            })
-            .collect();
-        for s in submissions {
-            assert_eq!(s.await.unwrap(), Ok(Written::Created));
-        }
-        drop(queue);
-        worker.await.unwrap();
-        assert_eq!(*sink.0.lock().unwrap(), vec![3, 3, 1]);
+        assert_eq!(
+            batches_of(bytes(4_000), &payload, &[(7, 0)]).await,
+            vec![3, 3, 1]
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn records_that_fill_max_bytes_exactly_share_a_batch() {
-        let sink = Arc::new(Sizes(Mutex::new(Vec::new())));
         // Two jobs of 1,000 bytes and 256 of room are 2,512 bytes: exactly the limit.
-        let config = BatchConfig {
-            max_events: 100,
-            max_bytes: 2_512,
-            linger: Duration::from_millis(50),
-            idle: None,
-        };
-        let (queue, worker) = GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached());
         let payload = vec![b' '; 1000];
-        let submissions: Vec<_> = (0..4)
-            .map(|i| {
-                let queue = queue.clone();
-                let entry = Entry {
-                    record: record(&i.to_string(), &payload),
-                    landing: None,
-                };
-                tokio::spawn(async move { queue.submit(entry).await })
-            })
-            .collect();
-        for s in submissions {
-            assert_eq!(s.await.unwrap(), Ok(Written::Created));
-        }
-        drop(queue);
-        worker.await.unwrap();
-        assert_eq!(*sink.0.lock().unwrap(), vec![2, 2]);
+        assert_eq!(
+            batches_of(bytes(2_512), &payload, &[(4, 0)]).await,
+            vec![2, 2]
+        );
     }
 }
