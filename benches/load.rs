@@ -518,25 +518,8 @@ fn clock_ticks_per_second() -> f64 {
 
 /// A Prometheus exposition through the official Python client's parser.
 fn parsed(text: &str) -> Vec<Value> {
-    use std::io::Write;
     let python = tools::tool("prometheus", "PROMETHEUS_PYTHON");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/parse_metrics.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = tools::run_support_script(&python, "parse_metrics.py", text.as_bytes());
     serde_json::from_slice(&output.stdout).unwrap_or_default()
 }
 

@@ -403,26 +403,8 @@ pub async fn wait_for_in_flight(url: &str, pushes: f64) {
 /// A Prometheus text exposition, read by the official Prometheus Python client's parser
 /// (which refuses a malformed one).
 pub fn parse_exposition(text: &str) -> Vec<Sample> {
-    use std::io::Write;
     let python = crate::tools::tool("prometheus", "PROMETHEUS_PYTHON");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/parse_metrics.py"
-    );
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = crate::tools::run_support_script(&python, "parse_metrics.py", text.as_bytes());
     assert!(
         output.status.success(),
         "the Prometheus parser refused the exposition: {}\n{text}",

@@ -193,7 +193,6 @@ fn duckdb_type(ty: &ColumnType, mode: Mode) -> &'static str {
 
 /// Whether a filter on the view's time field reaches the raw table's scan, in DuckDB's plan.
 fn pushed_below_the_window(view: &str, table: &landfall::schema::Table) -> bool {
-    use std::io::Write;
     let columns: Vec<(String, &str)> = table
         .columns()
         .map(|c| (c.name.to_string(), duckdb_type(&c.ty, c.mode)))
@@ -205,21 +204,11 @@ fn pushed_below_the_window(view: &str, table: &landfall::schema::Table) -> bool 
     });
     let launcher = tool("bigquery", "LOCAL_BIGQUERY");
     let python = std::path::Path::new(&launcher).with_file_name("python");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/prune_check.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = crate::tools::run_support_script(
+        python.to_str().unwrap(),
+        "prune_check.py",
+        request.to_string().as_bytes(),
+    );
     assert!(
         output.status.success(),
         "{}",

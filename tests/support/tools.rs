@@ -34,3 +34,18 @@ pub fn tool(tool: &str, variable: &str) -> String {
         .unwrap_or_else(|| panic!("{tool} did not provide {variable}"))
         .clone()
 }
+
+/// Runs `python` on one of `tests/support`'s scripts with `input` on its stdin; its output.
+pub fn run_support_script(python: &str, script: &str, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python} {path}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
