@@ -1,7 +1,8 @@
-"""The README's deploy guide, run as a new user would, with Google's network step replaced.
+"""The deploy guide (docs/deploy.md), run as a new user would, with Google's network step
+replaced.
 
-Every ```sh block of the README that calls `gcloud` or `bq` runs (the deploy guide first, then
-the other sections' commands, then the teardown) in one bash
+Every ```sh block of the guide and of the other docs that calls `gcloud` or `bq` runs (the
+guide first, then the other pages' commands, then the guide's teardown) in one bash
 (`set -euo pipefail`, so an unset variable or a failing command stops it). `gcloud` and `bq`
 there are this script: each call goes through the installed SDK's own argument parser, and
 a call it refuses fails the guide. What happens after parsing:
@@ -30,7 +31,13 @@ import tempfile
 
 SDK = os.environ.get("CLOUDSDK_ROOT_DIR", "/usr/lib/google-cloud-sdk")
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(HERE, "..", "README.md")
+ROOT = os.path.join(HERE, "..")
+GUIDE = os.path.join(ROOT, "docs", "deploy.md")
+# The pages whose commands run after the guide's, with its variables.
+OTHER_PAGES = [os.path.join(ROOT, "README.md")] + [
+    os.path.join(ROOT, "docs", name)
+    for name in ("concepts.md", "operate.md", "extend.md", "costs.md")
+]
 
 PROJECT_NUMBER = 123456789012
 BUILD_ACCOUNT = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
@@ -56,16 +63,13 @@ def sh_blocks(text):
     return [b for b in blocks if re.search(r"(^|[\s$(])(gcloud|bq) ", b)]
 
 
-def guide_blocks(text):
-    """The README's sh blocks that call gcloud or bq, in the order a new user runs them: the
-    deploy guide, then the other sections' commands (which use the deploy's variables), then
-    the teardown."""
-    deploy = re.search(r"^## Deploy to Cloud Run\n.*?(?=^## )", text, flags=re.S | re.M)
-    assert deploy, "the README has no Deploy to Cloud Run section"
-    guide = deploy.group(0)
-    teardown = re.search(r"^### Teardown\n.*?(?=^##)", guide, flags=re.S | re.M)
-    teardown = teardown.group(0) if teardown else ""
-    rest = text[: deploy.start()] + text[deploy.end() :]
+def guide_blocks(guide, rest):
+    """The sh blocks that call gcloud or bq, in the order a new user runs them: the deploy
+    guide, then the other pages' commands (which use the guide's variables), then the
+    guide's teardown."""
+    teardown = re.search(r"^## Teardown\n.*?(?=^## |\Z)", guide, flags=re.S | re.M)
+    assert teardown, "the deploy guide has no Teardown section"
+    teardown = teardown.group(0)
     return sh_blocks(guide.replace(teardown, "")) + sh_blocks(rest) + sh_blocks(teardown)
 
 
@@ -221,9 +225,10 @@ sleep() { :; }
 
 
 def run_guide():
-    text = open(README).read()
-    blocks = guide_blocks(text)
-    assert blocks, "no sh block of the README calls gcloud or bq"
+    text = open(GUIDE).read()
+    rest = "\n".join(open(page).read() for page in OTHER_PAGES if os.path.exists(page))
+    blocks = guide_blocks(text, rest)
+    assert blocks, "no sh block of the deploy guide calls gcloud or bq"
     with tempfile.TemporaryDirectory() as state:
         os.makedirs(os.path.join(state, "calls"))
         os.makedirs(os.path.join(state, "config"))
@@ -245,7 +250,7 @@ def run_guide():
             capture_output=True, text=True,
         )
         calls = sorted(os.listdir(os.path.join(state, "calls")))
-        print(f"{len(calls)} gcloud and bq commands from {len(blocks)} README blocks")
+        print(f"{len(calls)} gcloud and bq commands from {len(blocks)} blocks of the docs")
         if shell.returncode != 0:
             sys.stdout.write(shell.stdout)
             sys.stderr.write(shell.stderr)

@@ -11,7 +11,7 @@
 # Idempotent: a finished install is marked with a stamp file and reused.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-TOOLS="${TOOLS:-$root/target/tools}"
+TOOLS="${TOOLS:-${CARGO_TARGET_DIR:-$root/target}/tools}"
 mkdir -p "$TOOLS"
 log() { echo "tools: $*" >&2; }
 pip_install() { "$1/bin/pip" install --quiet --disable-pip-version-check "${@:2}"; }

@@ -7,6 +7,7 @@
 //!     cargo bench --bench load -- --modes embedded --metrics on,off
 //!     cargo bench --bench load -- --modes embedded,baseline --baseline-bin /tmp/landfall-before
 //!     cargo bench --bench load -- --modes google --requests 3000 --connections 64 --replay
+//!     cargo bench --bench load -- --modes google --write-apis storage,insert-all --requests 3000
 //!
 //! Modes: `embedded` (the landfall binary, folder + SQLite), `ceiling` (the same server stack
 //! with sinks that store nothing: what HTTP, decoding and validation alone allow), `google`
@@ -17,13 +18,11 @@
 //! figures of one run only.
 //! Servers log as in production (JSON, one line per push).
 
-#[path = "../tests/google/emulators.rs"]
-#[allow(dead_code)]
-mod emulators;
-#[path = "../tests/support/oidc.rs"]
-mod oidc;
-#[path = "../tests/support/tools.rs"]
-mod tools;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::grpc_proxy::GrpcProxy;
+use support::{emulators, oidc};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,9 +35,10 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use landfall::pipeline::build::SinkSet;
 use landfall::schema::{Catalog, CatalogSource};
 use landfall::sink::{Entry, Layer, Receipt, Sink, SinkError, Written};
-use landfall::startup::{Application, SinkSet};
+use landfall::startup::Application;
 use serde_json::{Value, json};
 
 /// The same allocator as the `landfall` binary, for the ceiling server this process becomes.
@@ -90,6 +90,9 @@ struct Options {
     /// Landing layouts to measure (`event`, `batch`), side by side; the ceiling has none.
     #[arg(long, value_delimiter = ',', default_values = ["event"])]
     layouts: Vec<String>,
+    /// `--bigquery-write-api` of the Google mode's servers, each a level of its own.
+    #[arg(long, value_delimiter = ',', default_values = ["storage"])]
+    write_apis: Vec<String>,
     /// `--landing-batch-linger-ms` for the batch layout (its default when unset).
     #[arg(long)]
     batch_linger_ms: Option<u64>,
@@ -108,13 +111,24 @@ struct Options {
     /// type the row; the catalog's whole cost) and report the time per event.
     #[arg(long)]
     classify_only: Option<usize>,
+    /// Instead of the load levels: this many maximum-size messages pushed at once (10 MB of
+    /// data each, in the `--shapes` in turn), for each number given, against the embedded
+    /// binary: how each was answered and its peak resident memory.
+    #[arg(long, value_delimiter = ',')]
+    large_messages: Vec<usize>,
+    /// The shapes of `--large-messages`, in turn.
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["order", "bytes", "zeros"])]
+    shapes: Vec<Shape>,
+    /// Flags for the server of `--large-messages` (e.g. `--memory-budget-mb=256`).
+    #[arg(long, allow_hyphen_values = true)]
+    server_flag: Vec<String>,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
 fn main() {
-    landfall::startup::install_crypto_provider();
+    landfall::process::install_crypto_provider();
     // The ceiling server takes landfall's own flags, not these.
     if std::env::args().any(|a| a == "--serve-ceiling") {
         return serve_ceiling();
@@ -122,6 +136,13 @@ fn main() {
     let options = Options::parse();
     if let Some(count) = options.classify_only {
         return classify_only(count, options.payload);
+    }
+    if !options.large_messages.is_empty() {
+        return large_messages(
+            &options.large_messages,
+            &options.shapes,
+            &options.server_flag,
+        );
     }
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -131,7 +152,7 @@ fn main() {
     let google = client.block_on(Google::start_if(&options));
     let jwks = client.block_on(Jwks::start());
     println!(
-        "| round | mode | layout | metrics | connections | requests | acked | failed | acked events/s | ÷ ceiling | p50 ms | p99 ms | CPU µs / push | objects / 1000 | peak RSS MB | insertAll / 1000 | queries / 1000 |"
+        "| round | mode | layout | metrics | connections | requests | acked | failed | acked events/s | ÷ ceiling | p50 ms | p99 ms | CPU µs / push | objects / 1000 | peak RSS MB | BigQuery writes / 1000 | queries / 1000 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for round in 1..=options.rounds {
@@ -139,21 +160,29 @@ fn main() {
             for metrics in &options.metrics {
                 // Every other round in reverse, so that drift (emulators filling up, the
                 // machine's speed) does not always favour the same mode.
-                let mut levels: Vec<(Mode, &str)> = Vec::new();
+                let mut levels: Vec<(Mode, &str, &str)> = Vec::new();
                 for &mode in &options.modes {
+                    let apis: Vec<&str> = match mode {
+                        Mode::Google => options.write_apis.iter().map(String::as_str).collect(),
+                        _ => vec!["-"],
+                    };
                     match mode {
-                        Mode::Ceiling => levels.push((mode, "-")),
-                        _ => levels.extend(options.layouts.iter().map(|l| (mode, l.as_str()))),
+                        Mode::Ceiling => levels.push((mode, "-", "-")),
+                        _ => {
+                            for layout in &options.layouts {
+                                levels.extend(apis.iter().map(|api| (mode, layout.as_str(), *api)));
+                            }
+                        }
                     }
                 }
                 if round % 2 == 0 {
                     levels.reverse();
                 }
                 let mut rows = Vec::new();
-                for (mode, layout) in levels {
+                for (mode, layout, api) in levels {
                     let mut server = Server::start(
                         mode,
-                        layout,
+                        (layout, api),
                         &options,
                         metrics == "on",
                         &jwks,
@@ -171,18 +200,22 @@ fn main() {
                         client.block_on(backfill(google, layout, &server.prefix));
                     }
                     let replay_rss = server.peak_rss_mb();
-                    rows.push((mode, layout, result, replay_rss));
+                    let name = match api {
+                        "-" => format!("{mode:?}"),
+                        api => format!("{mode:?} {api}"),
+                    };
+                    rows.push((mode, name, layout, result, replay_rss));
                 }
                 let ceiling = rows
                     .iter()
                     .find(|(mode, ..)| *mode == Mode::Ceiling)
-                    .map(|(_, _, r, _)| r.first.rate());
-                for (mode, layout, result, replay_rss) in &rows {
+                    .map(|(_, _, _, r, _)| r.first.rate());
+                for (_, mode, layout, result, replay_rss) in &rows {
                     let ratio =
                         ceiling.map_or("-".into(), |c| format!("{:.2}", result.first.rate() / c));
                     print_row(
                         round,
-                        &format!("{mode:?}"),
+                        mode,
                         layout,
                         metrics,
                         connections,
@@ -201,7 +234,7 @@ fn main() {
                         );
                         print_row(
                             round,
-                            &format!("{mode:?} replay"),
+                            &format!("{mode} replay"),
                             layout,
                             metrics,
                             connections,
@@ -266,7 +299,7 @@ static DATA: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Ve
 impl Server {
     fn start(
         mode: Mode,
-        layout: &str,
+        (layout, api): (&str, &str),
         options: &Options,
         metrics: bool,
         jwks: &Jwks,
@@ -320,7 +353,7 @@ impl Server {
             command
                 .args([
                     "--gcs-bucket",
-                    emulators::BUCKET,
+                    BUCKET,
                     "--storage-emulator-host",
                     &google.gcs.url(),
                 ])
@@ -329,7 +362,12 @@ impl Server {
                     emulators::PROJECT,
                     "--bigquery-emulator-host",
                     &google.bigquery.url(),
+                    "--bigquery-storage-emulator-host",
+                    &google.grpc.url,
                 ]);
+            if api != "-" {
+                command.args(["--bigquery-write-api", api]);
+            }
             if options.auth != "oidc" {
                 command.args(["--auth", "none"]);
             }
@@ -375,10 +413,10 @@ impl Server {
             return 0.0;
         };
         let text = response.text().await.unwrap_or_default();
-        parsed(&text)
+        support::parse_exposition(&text)
             .iter()
-            .filter(|s| s["name"] == "landfall_landing_objects_total")
-            .filter_map(|s| s["value"].as_f64())
+            .filter(|s| s.name == "landfall_landing_objects_total")
+            .filter_map(|s| s.value.as_f64())
             .sum()
     }
 
@@ -447,7 +485,7 @@ fn serve_ceiling() {
         }
     }
 
-    landfall::startup::tune_allocator();
+    landfall::process::tune_allocator();
     let args: Vec<String> = std::env::args()
         .filter(|a| a != "--serve-ceiling" && a != "--bench")
         .collect();
@@ -468,6 +506,116 @@ fn serve_ceiling() {
             .unwrap();
         app.run_until_stopped(std::future::pending()).await.unwrap();
     });
+}
+
+/// The largest message Pub/Sub sends: 10 MB of data, in one of the shapes that cost the
+/// most memory to classify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Shape {
+    /// An order of ~100,000 items: a valid event with a deep row.
+    Order,
+    /// Bytes that are no JSON at all: a dead letter, its data in base64.
+    Bytes,
+    /// An order whose items are five million zeros: the most JSON values 10 MB can hold (a
+    /// dead letter, but only once all of them are read).
+    Zeros,
+}
+
+fn largest_message(shape: Shape) -> Vec<u8> {
+    const DATA: usize = 10 * 1000 * 1000;
+    let head = r#"{"event_type":"order","order_id":"O-big","customer_id":"C1","order_date":"2026-11-25T10:00:00Z","status":"pending","shipping_address":{"street":"1 Quay","city":"Bergen","country":"NO"},"total_amount":1.5,"items":["#;
+    match shape {
+        Shape::Bytes => return (0..DATA).map(|i| (i % 251) as u8).collect(),
+        Shape::Zeros => {
+            let mut order = head.to_string();
+            while order.len() + 4 < DATA {
+                order.push_str("0,");
+            }
+            order.push_str("0]}");
+            return order.into_bytes();
+        }
+        Shape::Order => {}
+    }
+    let item = r#"{"product_id":"P-0000000","product_name":"A product name of some length","quantity":3,"price":12.5},"#;
+    let mut order = head.to_string();
+    while order.len() + item.len() + 2 < DATA {
+        order.push_str(item);
+    }
+    order.pop();
+    order.push_str("]}");
+    order.into_bytes()
+}
+
+fn large_messages(levels: &[usize], shapes: &[Shape], flags: &[String]) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bodies: Vec<Bytes> = shapes
+        .iter()
+        .map(|&shape| {
+            let data = base64::engine::general_purpose::STANDARD.encode(largest_message(shape));
+            Bytes::from(
+                json!({"message": {"data": data, "messageId": "ID", "publishTime": "2026-11-25T10:00:00Z"}})
+                    .to_string(),
+            )
+        })
+        .collect();
+    println!(
+        "| messages at once | shapes | server flags | 200 | 429 | 503 | other | seconds | peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &at_once in levels {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_landfall"));
+        command
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+            .args(["--request-timeout-secs", "120", "--data-dir"])
+            .arg(data.path())
+            .args(flags)
+            .env("RUST_LOG", "warn,landfall::startup=info")
+            .stdout(Stdio::piped());
+        let (child, address) = spawn(&mut command);
+        let url = format!("http://{address}/push");
+        let started = Instant::now();
+        let statuses: Vec<u16> = runtime.block_on(async {
+            let client = reqwest::Client::new();
+            let pushes = (0..at_once).map(|i| {
+                let body = bodies[i % bodies.len()].clone();
+                let body = Bytes::from(String::from_utf8(body.to_vec()).unwrap().replacen(
+                    "\"ID\"",
+                    &format!("\"{}\"", 900_000 + i),
+                    1,
+                ));
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    match client.post(&url).body(body).send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    }
+                }
+            });
+            futures::future::join_all(pushes).await
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let server = Server {
+            child,
+            command,
+            address,
+            prefix: String::new(),
+        };
+        let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
+        println!(
+            "| {at_once} | {shapes:?} | {} | {} | {} | {} | {} | {seconds:.1} | {:.0} |",
+            flags.join(" "),
+            count(200),
+            count(429),
+            count(503),
+            at_once - count(200) - count(429) - count(503),
+            server.peak_rss_mb()
+        );
+    }
 }
 
 /// The catalog's cost per event, alone: routing, validation and the typed row.
@@ -516,16 +664,14 @@ fn clock_ticks_per_second() -> f64 {
     })
 }
 
-/// A Prometheus exposition through the official Python client's parser.
-fn parsed(text: &str) -> Vec<Value> {
-    let python = tools::tool("prometheus", "PROMETHEUS_PYTHON");
-    let output = tools::run_support_script(&python, "parse_metrics.py", text.as_bytes());
-    serde_json::from_slice(&output.stdout).unwrap_or_default()
-}
+/// The bucket the Google mode lands in.
+const BUCKET: &str = "landing";
 
 struct Google {
     gcs: emulators::Gcs,
     bigquery: emulators::BigQuery,
+    /// In front of the Storage Write API, counting its requests (it injects no fault here).
+    grpc: GrpcProxy,
 }
 
 impl Google {
@@ -536,6 +682,7 @@ impl Google {
             return None;
         }
         let gcs = emulators::Gcs::start().await;
+        gcs.create_bucket(BUCKET).await;
         let bigquery = emulators::BigQuery::start().await;
         let status = Command::new(env!("CARGO_BIN_EXE_landfall"))
             .args(["schema", "apply", "--bigquery-project", emulators::PROJECT])
@@ -544,11 +691,17 @@ impl Google {
             .status()
             .unwrap();
         assert!(status.success(), "schema apply against the emulator");
-        Some(Google { gcs, bigquery })
+        let grpc = GrpcProxy::start(&bigquery.grpc_url());
+        Some(Google {
+            gcs,
+            bigquery,
+            grpc,
+        })
     }
 
-    fn insert_calls(&self) -> usize {
-        self.bigquery.log().matches("/insertAll").count()
+    /// insertAll calls and Storage Write API requests so far.
+    fn write_calls(&self) -> usize {
+        self.bigquery.log().matches("/insertAll").count() + self.grpc.requests()
     }
 
     fn query_calls(&self) -> usize {
@@ -595,12 +748,7 @@ async fn backfill(google: &Google, layout: &str, prefix: &str) {
                 "--landing-layout",
                 layout,
             ])
-            .args([
-                "--gcs-bucket",
-                emulators::BUCKET,
-                "--storage-emulator-host",
-                &gcs,
-            ])
+            .args(["--gcs-bucket", BUCKET, "--storage-emulator-host", &gcs])
             .args([
                 "--bigquery-project",
                 emulators::PROJECT,
@@ -608,6 +756,7 @@ async fn backfill(google: &Google, layout: &str, prefix: &str) {
                 &dataset,
             ])
             .args(["--bigquery-emulator-host", &bigquery])
+            .args(["--bigquery-storage-emulator-host", &google.grpc.url])
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -669,7 +818,7 @@ async fn list_and_download(gcs: &str, prefix: &str) -> (usize, Duration) {
                 query.push(("pageToken", token.clone()));
             }
             let page: Value = client
-                .get(format!("{gcs}/storage/v1/b/{}/o", emulators::BUCKET))
+                .get(format!("{gcs}/storage/v1/b/{}/o", BUCKET))
                 .query(&query)
                 .send()
                 .await
@@ -690,7 +839,7 @@ async fn list_and_download(gcs: &str, prefix: &str) -> (usize, Duration) {
         let client = client.clone();
         let url = format!(
             "{gcs}/storage/v1/b/{}/o/{}",
-            emulators::BUCKET,
+            BUCKET,
             name.replace('/', "%2F")
         );
         async move {
@@ -762,11 +911,11 @@ async fn measure(
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let run_id = format!("run{}", RUN.fetch_add(1, Ordering::Relaxed));
     let bodies = envelopes(&run_id, options.requests, options.payload);
-    let calls_before = google.map(Google::insert_calls);
+    let calls_before = google.map(Google::write_calls);
     let first = run_counted(server, token, connections, bodies.clone(), schedule.clone()).await;
     let insert_calls = google
         .zip(calls_before)
-        .map(|(g, before)| (g.insert_calls() - before) as f64 * 1000.0 / first.acked.max(1) as f64);
+        .map(|(g, before)| (g.write_calls() - before) as f64 * 1000.0 / first.acked.max(1) as f64);
     let first_rss = server.peak_rss_mb();
     let replay = if options.replay {
         // Replayed to a fresh process, so that what it finds it finds by asking.

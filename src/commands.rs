@@ -6,6 +6,7 @@ use anyhow::Context;
 use crate::config::{ApplyArgs, CatalogArgs, CheckArgs, PrintArgs, SchemaCommand};
 use crate::repair::{self, Kind, Output, RepairConfig};
 use crate::schema::{Catalog, bigquery, curated};
+use crate::sink::Unusable;
 use crate::sink::bigquery::apply;
 use crate::telemetry::{self, LogTo};
 
@@ -62,7 +63,11 @@ async fn check(args: &CheckArgs) -> anyhow::Result<()> {
     if conflicts.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("serve would refuse to start:\n  {}", conflicts.join("\n  "))
+        Err(Unusable(format!(
+            "serve would refuse to start:\n  {}",
+            conflicts.join("\n  ")
+        ))
+        .into())
     }
 }
 
@@ -77,11 +82,14 @@ fn check_embedded(dir: &std::path::Path, catalog: &Catalog) -> anyhow::Result<Ve
     let connection = rusqlite::Connection::open_with_flags(&path, flags)
         .with_context(|| format!("failed to open {}", path.display()))?;
     let plan = crate::sink::sqlite::plan(&connection, catalog)?;
-    if plan.changes.is_empty() {
+    if plan.changes.is_empty() && plan.conflicts.is_empty() {
         println!("{}: every table matches the catalog", path.display());
     }
     for change in &plan.changes {
         println!("{}: {change}", path.display());
+    }
+    for conflict in &plan.conflicts {
+        println!("{}: cannot be changed in place: {conflict}", path.display());
     }
     Ok(plan.conflicts)
 }
@@ -152,11 +160,11 @@ fn print(args: &PrintArgs) -> anyhow::Result<()> {
 
 async fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     let catalog = load(&args.catalog)?;
-    let target = args
-        .bigquery
-        .target()
-        .context("schema apply needs --bigquery-project (LANDFALL_BIGQUERY_PROJECT)")?;
-    for line in apply::apply(&target, &args.bigquery_curated_dataset, &catalog).await? {
+    let target = args.bigquery.target().ok_or_else(|| {
+        let project = crate::config::setting!(crate::config::BigQueryArgs, bigquery_project);
+        Unusable(format!("schema apply needs {project}"))
+    })?;
+    for line in apply::apply(&target, &args.bigquery.bigquery_curated_dataset, &catalog).await? {
         println!("{line}");
     }
     Ok(())

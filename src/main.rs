@@ -13,8 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    landfall::startup::tune_allocator();
-    landfall::startup::install_crypto_provider();
+    landfall::process::tune_allocator();
+    landfall::process::install_crypto_provider();
     let (cli, given) = config::parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         None => serve(cli.serve, &given).await,
@@ -32,11 +32,22 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line per cause, no backtrace: this is read by whoever deploys landfall.
-            eprintln!("landfall: {error:#}");
-            ExitCode::FAILURE
+            // Said once, no backtrace: this is read by whoever deploys landfall.
+            eprintln!("landfall: {}", landfall::telemetry::said::said(&error));
+            ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// 2 when the configuration or the input must change first (running again cannot help: a
+/// Cloud Run job should not retry), 1 when running again may finish the work.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let must_change = error.chain().any(|cause| {
+        cause.is::<landfall::sink::Unusable>()
+            || cause.is::<landfall::schema::CatalogError>()
+            || cause.is::<ConfigErrors>()
+    });
+    if must_change { 2 } else { 1 }
 }
 
 /// A configuration that cannot run: every problem, then exit 2.
@@ -55,6 +66,7 @@ async fn serve(args: ServeArgs, given: &Given) -> anyhow::Result<()> {
         config.trace_project.clone(),
         telemetry::LogTo::Stdout,
     );
+    landfall::process::raise_open_file_limit();
     // Before anything can answer: a SIGTERM from then on drains instead of killing.
     let shutdown = shutdown_signal()?;
     let app = Application::build(config).await?;

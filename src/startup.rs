@@ -1,5 +1,5 @@
-//! Wiring: settings → catalog, sinks, auth, metrics and router → a server that drains on
-//! shutdown.
+//! Wiring: settings → telemetry's metrics, the pipeline, authentication and the router → a
+//! server that drains on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,31 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::FromRef;
-use axum::routing::{get, post};
-use axum::{BoxError, Router, middleware};
+use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 
-use crate::auth::exposure::{self, ExposureProbe};
-use crate::auth::oidc::OidcConfig;
-use crate::auth::{self, AuthConfig, PushAuth};
-use crate::error::{self, ApiError};
-use crate::event::Classifier;
-use crate::event::route::Routing;
-use crate::health::{self, HealthState};
-use crate::landing::bucket::{Bucket, GcsTarget};
-use crate::landing::folder::Folder;
-use crate::landing::{Landing, LandingBatchConfig, LandingLayout, Store};
-use crate::push::{self, PushLimits, PushState};
-use crate::schema::{Catalog, CatalogSource};
-use crate::sink::batch::{BatchConfig, GroupCommit};
-use crate::sink::bigquery::{BigQueryTarget, BigQueryWarehouse};
-use crate::sink::sqlite::SqliteWarehouse;
-use crate::sink::{EmbeddedConfig, Queued, Sink, Sinks};
+use crate::http::auth::exposure::ExposureProbe;
+use crate::http::auth::oidc::{OidcConfig, Trust};
+use crate::http::auth::{AuthConfig, PushAuth};
+use crate::http::budget::MemoryBudget;
+use crate::http::connection::ConnectionLimits;
+use crate::http::health::HealthState;
+use crate::http::push::{PushLimits, PushState};
+use crate::http::{AppState, router};
+use crate::pipeline::build::SinkSet;
+use crate::pipeline::{Pipeline, PipelineConfig, Writers};
+use crate::schema::Catalog;
+use crate::sink::Access;
 use crate::telemetry::LogFormat;
 use crate::telemetry::metrics::Metrics;
 
@@ -39,86 +30,32 @@ use crate::telemetry::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub catalog: CatalogSource,
-    pub routing: Routing,
-    pub sinks: SinkConfig,
+    pub pipeline: PipelineConfig,
     pub auth: AuthConfig,
     pub log_format: LogFormat,
     pub trace_project: Option<String>,
     pub metrics: bool,
     pub limits: PushLimits,
+    pub connections: ConnectionLimits,
     /// After SIGTERM/SIGINT, how long in-flight requests and batches may take to finish.
     pub shutdown_grace: Duration,
     /// Settings given that do nothing in this configuration; logged at start.
     pub warnings: Vec<String>,
 }
 
-/// Which sinks to write and how: what `serve` and the repair commands share.
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    pub landing: LandingLayout,
-    pub landing_batch: LandingBatchConfig,
-    /// The folder and SQLite sinks; on when no Google sink is, or with `--also-local`.
-    pub embedded: Option<EmbeddedConfig>,
-    pub gcs: Option<GcsTarget>,
-    pub bigquery: Option<BigQueryTarget>,
-    /// `--batch-max-events` and `--batch-linger-ms`.
-    pub batch: BatchConfig,
-    /// How long one remote write may take, retries included.
-    pub deadline: Duration,
-}
-
-/// The TLS stacks of the two Google crates enable different rustls crypto backends; with both
-/// compiled in, rustls cannot pick one and the first HTTPS client panics. Pick one, once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// mimalloc keeps freed memory for a while and backs it with huge pages, which at 1,000
-/// connections doubles the resident set for no measurable speed (benches/load.rs, paired runs):
-/// return freed memory at once (huge pages are off at build time, the `no_thp` feature).
-pub fn tune_allocator() {
-    // The position of `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (mimalloc.h); the
-    // test below pins it against the option's documented default.
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one of mimalloc's documented options; no memory is touched.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
-}
-
-/// Each piece behind its own `Arc`: handlers and middleware clone only the piece they use,
-/// once per request.
-#[derive(Clone)]
-struct AppState {
-    push: Arc<PushState>,
-    health: Arc<HealthState>,
-    auth: PushAuth,
-    metrics: Arc<Metrics>,
-}
-
-impl FromRef<AppState> for Arc<PushState> {
-    fn from_ref(state: &AppState) -> Self {
-        state.push.clone()
+impl Config {
+    /// The deadline of one push, retries included: the sinks' own.
+    pub fn request_timeout(&self) -> Duration {
+        self.pipeline.sinks.deadline
     }
-}
-
-impl FromRef<AppState> for Arc<HealthState> {
-    fn from_ref(state: &AppState) -> Self {
-        state.health.clone()
-    }
-}
-
-/// The sinks an application writes to: the landing layer's first, then the warehouses.
-pub struct SinkSet {
-    pub sinks: Vec<Arc<dyn Sink>>,
-    /// The landing layer's stores, the first one's objects named by rows (for reading back).
-    pub stores: Vec<Arc<dyn Store>>,
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    /// Group-commit writers; they finish their batches once the router is gone.
-    writers: Vec<JoinHandle<()>>,
+    connections: ConnectionLimits,
+    /// The pipeline's group-commit writers; they finish their batches once the router is gone.
+    writers: Writers,
     /// Stops background tasks (the JWKS refresher).
     background: CancellationToken,
     grace: Duration,
@@ -137,7 +74,7 @@ struct Serves {
 
 impl Serves {
     fn describe(config: &Config, catalog: &Catalog) -> Self {
-        let sinks = &config.sinks;
+        let sinks = &config.pipeline.sinks;
         let mut landing = Vec::new();
         if let Some(gcs) = &sinks.gcs {
             landing.push(format!("gs://{}/{}", gcs.bucket, sinks.landing.prefix));
@@ -145,14 +82,14 @@ impl Serves {
         let mut warehouse = Vec::new();
         if let Some(bigquery) = &sinks.bigquery {
             warehouse.push(format!(
-                "BigQuery {}.{}",
-                bigquery.project, bigquery.dataset
+                "BigQuery {}.{} ({})",
+                bigquery.target.project, bigquery.target.dataset, bigquery.write_api
             ));
         }
         if let Some(embedded) = &sinks.embedded {
-            let dir = embedded.data_dir.display();
-            landing.push(format!("{dir}/landing/{}", sinks.landing.prefix));
-            warehouse.push(format!("SQLite {dir}/warehouse.db"));
+            let folder = embedded.landing_dir();
+            landing.push(format!("{}/{}", folder.display(), sinks.landing.prefix));
+            warehouse.push(format!("SQLite {}", embedded.warehouse_path().display()));
         }
         Self {
             landing: format!("{} ({} layout)", landing.join(" and "), sinks.landing.kind),
@@ -161,8 +98,8 @@ impl Serves {
             auth: match &config.auth {
                 AuthConfig::None { .. } => "none",
                 AuthConfig::Oidc(oidc) => match oidc.trust {
-                    crate::auth::oidc::Trust::Signature => "oidc",
-                    crate::auth::oidc::Trust::CloudRun => "cloud-run",
+                    Trust::Signature => "oidc",
+                    Trust::CloudRun => "cloud-run",
                 },
             },
         }
@@ -170,12 +107,15 @@ impl Serves {
 }
 
 impl Application {
-    /// Loads the catalog (refusing a broken one), connects the configured sinks and binds.
+    /// Binds first (a probe's connection waits in the queue rather than being refused), then
+    /// builds the pipeline (refusing a broken catalog), none of whose sinks waits long for a
+    /// service that does not answer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let catalog = Arc::new(Catalog::load(&config.catalog)?);
+        let listener = bind(config.listen).await?;
         let metrics = Arc::new(metrics(&config));
-        let sinks = build_sinks(&config.sinks, &catalog, &metrics).await?;
-        Self::assemble(config, catalog, sinks, metrics).await
+        let (pipeline, writers) =
+            Pipeline::build(&config.pipeline, metrics.clone(), Access::Serve).await?;
+        Self::assemble(config, listener, pipeline, writers, metrics)
     }
 
     /// The same application over sinks of the caller's choosing (the benchmark measures the
@@ -185,22 +125,26 @@ impl Application {
         catalog: Arc<Catalog>,
         sinks: SinkSet,
     ) -> anyhow::Result<Self> {
+        let listener = bind(config.listen).await?;
         let metrics = Arc::new(metrics(&config));
-        Self::assemble(config, catalog, sinks, metrics).await
+        let (pipeline, writers) =
+            Pipeline::with_sinks(catalog, &config.pipeline, sinks, metrics.clone());
+        Self::assemble(config, listener, pipeline, writers, metrics)
     }
 
-    async fn assemble(
+    fn assemble(
         config: Config,
-        catalog: Arc<Catalog>,
-        sinks: SinkSet,
+        listener: TcpListener,
+        pipeline: Pipeline,
+        writers: Writers,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        install_crypto_provider();
+        crate::process::install_crypto_provider();
         warn_if_unauthenticated(&config.auth);
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        let serves = Serves::describe(&config, &catalog);
+        let serves = Serves::describe(&config, pipeline.catalog());
         let background = CancellationToken::new();
         let auth = PushAuth::start(&config.auth, &background)?;
         let exposure = match &config.auth {
@@ -210,34 +154,38 @@ impl Application {
             }) => Some(Arc::new(ExposureProbe::new(url)?)),
             _ => None,
         };
-        let (sinks_handle, writers) = start_writers(sinks, config.sinks.batch, &metrics);
-        let classifier = Classifier {
-            catalog,
-            routing: config.routing.clone(),
-            partition: config.sinks.landing.partition,
-        };
+        let budget = Arc::new(MemoryBudget::new(config.limits.budget));
+        tracing::info!(
+            memory_budget_mb = config.limits.budget.bytes >> 20,
+            "pushes in flight may hold {} MiB",
+            config.limits.budget.bytes >> 20
+        );
+        let pipeline = Arc::new(pipeline);
         let state = AppState {
             push: Arc::new(PushState {
-                sinks: sinks_handle.clone(),
-                classifier: Arc::new(classifier),
+                pipeline: pipeline.clone(),
                 limits: config.limits.clone(),
+                budget: budget.clone(),
                 metrics: metrics.clone(),
             }),
             health: Arc::new(HealthState {
-                sinks: sinks_handle,
+                pipeline,
                 auth: auth.clone(),
                 metrics: metrics.clone(),
+                budget,
                 exposure: exposure.clone(),
             }),
             auth,
             metrics,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", config.listen))?;
         Ok(Self {
             listener,
-            router: router(state, &config),
+            router: router(
+                state,
+                config.limits.max_concurrency,
+                config.request_timeout(),
+            ),
+            connections: config.connections,
             writers,
             background,
             grace: config.shutdown_grace,
@@ -245,7 +193,6 @@ impl Application {
             exposure,
         })
     }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -276,10 +223,11 @@ impl Application {
         if let Some(exposure) = self.exposure.clone() {
             tokio::spawn(async move { exposure.exposure().await });
         }
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.cancel();
-        });
+        let server =
+            crate::http::server::serve(self.listener, self.router, self.connections, async move {
+                shutdown.await;
+                signal.cancel();
+            });
         let deadline = async {
             stopping.cancelled().await;
             tracing::info!(
@@ -289,14 +237,12 @@ impl Application {
             tokio::time::sleep(self.grace).await;
         };
         tokio::select! {
-            served = server.into_future() => served.context("the HTTP server failed")?,
+            () = server => {}
             _ = deadline => tracing::warn!("grace period over: abandoning requests still in flight (Pub/Sub will redeliver them)"),
         }
         self.background.cancel();
-        // The router (and with it every queue handle) is gone: the writers now drain and stop.
-        let drained =
-            tokio::time::timeout(self.grace, futures::future::join_all(self.writers)).await;
-        if drained.is_err() {
+        // The router (and with it the pipeline) is gone: the writers now drain and stop.
+        if !self.writers.finish(self.grace).await {
             tracing::warn!(
                 "grace period over: abandoning unfinished batches (Pub/Sub will redeliver them)"
             );
@@ -304,6 +250,12 @@ impl Application {
         tracing::info!("landfall stopped");
         Ok(())
     }
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on {address}"))
 }
 
 fn warn_if_unauthenticated(auth: &AuthConfig) {
@@ -321,149 +273,8 @@ fn warn_if_unauthenticated(auth: &AuthConfig) {
 fn metrics(config: &Config) -> Metrics {
     let oidc = matches!(config.auth, AuthConfig::Oidc(_));
     if config.metrics {
-        Metrics::new(config.limits.request_timeout, oidc)
+        Metrics::new(config.request_timeout(), oidc)
     } else {
-        Metrics::disabled(config.limits.request_timeout)
-    }
-}
-
-/// A group-commit writer for each sink (two for a sink that batches redeliveries apart);
-/// `batch` is `--batch-max-events` and `--batch-linger-ms`.
-pub fn start_writers(
-    sinks: SinkSet,
-    batch: BatchConfig,
-    metrics: &Metrics,
-) -> (Sinks, Vec<JoinHandle<()>>) {
-    let mut writers = Vec::new();
-    let mut queues = Vec::new();
-    for sink in sinks.sinks {
-        let handles = metrics.sink(sink.name());
-        let (fresh, writer) = GroupCommit::spawn(sink.clone(), sink.batch_config(batch), handles);
-        writers.push(writer);
-        let replays = sink.replay_lane().map(|(name, replay)| {
-            let (queue, writer) = GroupCommit::spawn(sink.clone(), replay, metrics.sink(name));
-            writers.push(writer);
-            queue
-        });
-        queues.push(Queued {
-            sink,
-            fresh,
-            replays,
-        });
-    }
-    (Sinks::new(queues), writers)
-}
-
-/// The configured landing stores: the bucket first (rows name its objects), then the folder.
-async fn landing_stores(config: &SinkConfig) -> anyhow::Result<Vec<Arc<dyn Store>>> {
-    let deadline = config.deadline;
-    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
-    if let Some(target) = &config.gcs {
-        stores.push(Arc::new(
-            Bucket::connect(target, &config.landing.prefix, deadline).await?,
-        ));
-    }
-    if let Some(embedded) = &config.embedded {
-        create_data_dir(&embedded.data_dir)?;
-        stores.push(Arc::new(Folder::open(embedded.data_dir.join("landing"))?));
-    }
-    Ok(stores)
-}
-
-fn create_data_dir(path: &std::path::Path) -> anyhow::Result<()> {
-    if path.exists() && !path.is_dir() {
-        anyhow::bail!(
-            "--data-dir (LANDFALL_DATA_DIR) {} is a file, not a folder",
-            path.display()
-        );
-    }
-    std::fs::create_dir_all(path).with_context(|| {
-        format!(
-            "--data-dir (LANDFALL_DATA_DIR): cannot create the folder {}",
-            path.display()
-        )
-    })
-}
-
-/// The configured sinks: the landing layer first, then the warehouses.
-pub async fn build_sinks(
-    config: &SinkConfig,
-    catalog: &Arc<Catalog>,
-    metrics: &Metrics,
-) -> anyhow::Result<SinkSet> {
-    let deadline = config.deadline;
-    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
-    let stores = landing_stores(config).await?;
-    for store in &stores {
-        let handles = metrics.landing(store.name());
-        let landing = Landing::open(
-            config.landing.clone(),
-            store.clone(),
-            config.landing_batch,
-            handles,
-        )
-        .await?;
-        sinks.push(Arc::new(landing));
-    }
-    if let Some(target) = &config.bigquery {
-        let warehouse = BigQueryWarehouse::connect(target, catalog.clone(), deadline).await?;
-        sinks.push(Arc::new(warehouse));
-    }
-    if let Some(embedded) = &config.embedded {
-        let database = embedded.data_dir.join("warehouse.db");
-        let warehouse = SqliteWarehouse::open(&database, embedded.sqlite_busy_timeout, catalog)?;
-        sinks.push(Arc::new(warehouse));
-    }
-    Ok(SinkSet { sinks, stores })
-}
-
-fn router(state: AppState, config: &Config) -> Router {
-    // Only /push is limited: probes and scrapes must still answer when ingestion is saturated.
-    let push_limits = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(limit_error))
-        .load_shed()
-        .concurrency_limit(config.limits.max_concurrency)
-        .timeout(config.limits.request_timeout);
-    let push_route = post(push::handler)
-        .route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::require,
-        ))
-        .route_layer(push_limits)
-        .route_layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            push::observe,
-        ));
-    let mut router = Router::new()
-        .route("/push", push_route)
-        .route("/healthz", get(health::healthz))
-        .route("/probe", get(exposure::echo))
-        .route("/readyz", get(health::readyz));
-    if state.metrics.enabled() {
-        router = router.route("/metrics", get(health::metrics));
-    }
-    router
-        .layer(middleware::from_fn(error::documented_errors))
-        .with_state(state)
-}
-
-async fn limit_error(error: BoxError) -> ApiError {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Overloaded
-    } else if error.is::<tower::timeout::error::Elapsed>() {
-        ApiError::TimedOut
-    } else {
-        ApiError::Internal(error.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_option_tune_allocator_sets_is_the_purge_delay() {
-        // In the mimalloc this crate builds (v3), `purge_delay` defaults to 1000 ms and the
-        // options beside it to 1 and 0: a wrong position would show here.
-        // SAFETY: reads an option.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(15) }, 1000);
+        Metrics::disabled(config.request_timeout())
     }
 }

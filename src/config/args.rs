@@ -12,12 +12,12 @@ use super::{ConfigErrors, Given, emulator_url};
 use crate::event::PartitionTime;
 use crate::event::route::Routing;
 use crate::landing::bucket::GcsTarget;
+use crate::landing::layout::SettingNames;
 use crate::landing::{LandingBatchConfig, LandingLayout, LayoutKind};
+use crate::pipeline::build::{EmbeddedConfig, SinkConfig};
 use crate::schema::CatalogSource;
-use crate::sink::EmbeddedConfig;
 use crate::sink::batch::BatchConfig;
-use crate::sink::bigquery::BigQueryTarget;
-use crate::startup::SinkConfig;
+use crate::sink::bigquery::{BigQueryConfig, BigQueryTarget, WriteApi};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
@@ -40,8 +40,9 @@ pub struct LandingArgs {
     /// Which time partitions landing paths: the event's own time or the publish time.
     #[arg(long, env = "LANDFALL_PARTITION_TIME", value_enum, default_value_t = PartitionTime::Event)]
     pub partition_time: PartitionTime,
-    /// `event`: one object per message (exact; finds redeliveries). `batch`: one object per
-    /// event type, minute and batch (Cloud Storage cost ÷ hundreds at volume).
+    /// `event`: one object per message (exact: finds redeliveries). `batch`: one object per
+    /// event type, minute and batch of messages (hundreds of times fewer objects at volume, so
+    /// far lower Cloud Storage costs).
     #[arg(long, env = "LANDFALL_LANDING_LAYOUT", value_enum, default_value_t = LayoutKind::Event)]
     pub landing_layout: LayoutKind,
     /// Batch layout: most messages in one object.
@@ -70,7 +71,7 @@ pub struct EmbeddedArgs {
     #[arg(long, env = "LANDFALL_DATA_DIR", default_value = "./landfall-data")]
     pub data_dir: PathBuf,
     /// Keep the embedded sinks on as well when a Google sink is configured.
-    #[arg(long, env = "LANDFALL_ALSO_LOCAL", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "LANDFALL_ALSO_LOCAL", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true", hide_possible_values = true)]
     pub also_local: bool,
     /// How long a write waits for a locked SQLite database before failing (then 503).
     #[arg(long, env = "LANDFALL_SQLITE_BUSY_TIMEOUT_MS", default_value_t = 5000)]
@@ -108,10 +109,10 @@ impl RoutingArgs {
     pub fn routing(&self, problems: &mut Vec<String>) -> Routing {
         match &self.event_type_attribute {
             Some(attribute) if attribute.is_empty() => {
-                problems.push(
-                    "--event-type-attribute (LANDFALL_EVENT_TYPE_ATTRIBUTE) must not be empty"
-                        .into(),
-                );
+                problems.push(format!(
+                    "{} must not be empty",
+                    setting!(RoutingArgs, event_type_attribute)
+                ));
                 Routing::default()
             }
             Some(attribute) => Routing::Attribute(attribute.clone()),
@@ -186,9 +187,75 @@ pub struct BigQueryArgs {
     /// BigQuery emulator host:port or URL; uses anonymous credentials.
     #[arg(long, env = "BIGQUERY_EMULATOR_HOST")]
     pub bigquery_emulator_host: Option<String>,
+    /// How rows reach BigQuery: `storage`, the Storage Write API (half the price, first 2 TiB
+    /// a month free), or `insert-all`, the legacy streaming API.
+    #[arg(
+        long,
+        env = "LANDFALL_BIGQUERY_WRITE_API",
+        value_enum,
+        default_value_t = WriteApiArg::Storage
+    )]
+    pub bigquery_write_api: WriteApiArg,
+    /// The Storage Write API emulator's gRPC host:port or URL (with --bigquery-emulator-host).
+    #[arg(long, env = "BIGQUERY_STORAGE_EMULATOR_HOST")]
+    pub bigquery_storage_emulator_host: Option<String>,
+    /// BigQuery dataset of the curated layer's views, which `schema apply` makes beside the
+    /// raw one (accepted everywhere, so that one set of settings serves every command).
+    #[arg(
+        long,
+        env = "LANDFALL_BIGQUERY_CURATED_DATASET",
+        default_value = "curated"
+    )]
+    pub bigquery_curated_dataset: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteApiArg {
+    Storage,
+    InsertAll,
 }
 
 impl BigQueryArgs {
+    /// The raw layer as a sink, if a project is configured.
+    fn sink(
+        &self,
+        problems: &mut Vec<String>,
+        warnings: &mut Vec<String>,
+    ) -> Option<BigQueryConfig> {
+        let target = self.target()?;
+        let storage_emulator = self
+            .bigquery_storage_emulator_host
+            .as_deref()
+            .map(emulator_url);
+        let write_api = match self.bigquery_write_api {
+            WriteApiArg::InsertAll => {
+                if storage_emulator.is_some() {
+                    warnings.push(format!(
+                        "{} has no effect with {} insert-all",
+                        setting!(BigQueryArgs, bigquery_storage_emulator_host),
+                        setting!(BigQueryArgs, bigquery_write_api)
+                    ));
+                }
+                WriteApi::InsertAll
+            }
+            WriteApiArg::Storage => {
+                if target.emulator.is_some() && storage_emulator.is_none() {
+                    problems.push(format!(
+                        "{} is set but {} is not: the Storage Write API would go to Google; \
+                         give the emulator's gRPC address, or choose {} insert-all",
+                        setting!(BigQueryArgs, bigquery_emulator_host),
+                        setting!(BigQueryArgs, bigquery_storage_emulator_host),
+                        setting!(BigQueryArgs, bigquery_write_api)
+                    ));
+                }
+                WriteApi::Storage {
+                    emulator: storage_emulator,
+                }
+            }
+        };
+        Some(BigQueryConfig { target, write_api })
+    }
+
     /// The raw layer's dataset, if a project is configured.
     pub fn target(&self) -> Option<BigQueryTarget> {
         self.bigquery_project.clone().map(|project| BigQueryTarget {
@@ -204,23 +271,32 @@ impl BigQueryArgs {
         if self.bigquery_project.is_some() {
             return;
         }
-        for (id, flag) in [
+        for (given, flag) in [
             (
-                "bigquery_dataset",
-                "--bigquery-dataset (LANDFALL_BIGQUERY_DATASET)",
+                given!(given, BigQueryArgs, bigquery_dataset),
+                setting!(BigQueryArgs, bigquery_dataset),
             ),
             (
-                "bigquery_location",
-                "--bigquery-location (LANDFALL_BIGQUERY_LOCATION)",
+                given!(given, BigQueryArgs, bigquery_location),
+                setting!(BigQueryArgs, bigquery_location),
             ),
             (
-                "bigquery_emulator_host",
-                "--bigquery-emulator-host (BIGQUERY_EMULATOR_HOST)",
+                given!(given, BigQueryArgs, bigquery_emulator_host),
+                setting!(BigQueryArgs, bigquery_emulator_host),
+            ),
+            (
+                given!(given, BigQueryArgs, bigquery_write_api),
+                setting!(BigQueryArgs, bigquery_write_api),
+            ),
+            (
+                given!(given, BigQueryArgs, bigquery_storage_emulator_host),
+                setting!(BigQueryArgs, bigquery_storage_emulator_host),
             ),
         ] {
-            if given.has(id) {
+            if given {
                 warnings.push(format!(
-                    "{flag} has no effect without --bigquery-project (LANDFALL_BIGQUERY_PROJECT)"
+                    "{flag} has no effect without {}",
+                    setting!(BigQueryArgs, bigquery_project)
                 ));
             }
         }
@@ -230,7 +306,7 @@ impl BigQueryArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Batching")]
 pub struct BatchArgs {
-    /// Most events written to a warehouse in one batch (one SQLite transaction, one insertAll call).
+    /// Most events written to a warehouse in one batch (one SQLite transaction, one BigQuery request).
     #[arg(long, env = "LANDFALL_BATCH_MAX_EVENTS", default_value_t = 500)]
     pub batch_max_events: usize,
     /// How long a batch waits for more events before it is written, in milliseconds.
@@ -281,19 +357,28 @@ impl SinkArgs {
             bucket,
             emulator: self.google.storage_emulator_host.clone(),
         });
-        if gcs.is_none() && given.has("storage_emulator_host") {
-            warnings.push(
-                "--storage-emulator-host (STORAGE_EMULATOR_HOST) has no effect without --gcs-bucket (LANDFALL_GCS_BUCKET)".into(),
-            );
+        if gcs.is_none() && given!(given, GoogleArgs, storage_emulator_host) {
+            warnings.push(format!(
+                "{} has no effect without {}",
+                setting!(GoogleArgs, storage_emulator_host),
+                setting!(GoogleArgs, gcs_bucket)
+            ));
         }
         self.google
             .bigquery
             .ignored_without_a_project(given, warnings);
+        if given!(given, BigQueryArgs, bigquery_curated_dataset) {
+            warnings.push(format!(
+                "{} has no effect here: `schema apply` makes the curated layer",
+                setting!(BigQueryArgs, bigquery_curated_dataset)
+            ));
+        }
         let google = self.google();
-        if !google && given.has("also_local") {
-            warnings.push(
-                "--also-local (LANDFALL_ALSO_LOCAL) has no effect without a Google sink: the embedded sinks are on anyway".into(),
-            );
+        if !google && given!(given, EmbeddedArgs, also_local) {
+            warnings.push(format!(
+                "{} has no effect without a Google sink: the embedded sinks are on anyway",
+                setting!(EmbeddedArgs, also_local)
+            ));
         }
         let embedded = (!google || self.embedded.also_local)
             .then(|| self.embedded_config(problems))
@@ -303,28 +388,26 @@ impl SinkArgs {
         }
         let landing = &self.landing;
         if landing.landing_layout == LayoutKind::Event {
-            for (id, flag) in [
+            for (given, flag) in [
                 (
-                    "landing_batch_max_events",
-                    "--landing-batch-max-events (LANDFALL_LANDING_BATCH_MAX_EVENTS)",
+                    given!(given, LandingArgs, landing_batch_max_events),
+                    setting!(LandingArgs, landing_batch_max_events),
                 ),
                 (
-                    "landing_batch_max_bytes",
-                    "--landing-batch-max-bytes (LANDFALL_LANDING_BATCH_MAX_BYTES)",
+                    given!(given, LandingArgs, landing_batch_max_bytes),
+                    setting!(LandingArgs, landing_batch_max_bytes),
                 ),
                 (
-                    "landing_batch_linger_ms",
-                    "--landing-batch-linger-ms (LANDFALL_LANDING_BATCH_LINGER_MS)",
+                    given!(given, LandingArgs, landing_batch_linger_ms),
+                    setting!(LandingArgs, landing_batch_linger_ms),
                 ),
                 (
-                    "landing_batch_idle_ms",
-                    "--landing-batch-idle-ms (LANDFALL_LANDING_BATCH_IDLE_MS)",
+                    given!(given, LandingArgs, landing_batch_idle_ms),
+                    setting!(LandingArgs, landing_batch_idle_ms),
                 ),
             ] {
-                if given.has(id) {
-                    warnings.push(format!(
-                        "{flag} has no effect with --landing-layout event (LANDFALL_LANDING_LAYOUT)"
-                    ));
+                if given {
+                    warnings.push(format!("{flag} has no effect with {}", layout_is("event")));
                 }
             }
         }
@@ -333,18 +416,15 @@ impl SinkArgs {
             &[
                 (
                     self.batching.batch_max_events,
-                    "--batch-max-events",
-                    "LANDFALL_BATCH_MAX_EVENTS",
+                    setting!(BatchArgs, batch_max_events),
                 ),
                 (
                     landing.landing_batch_max_events,
-                    "--landing-batch-max-events",
-                    "LANDFALL_LANDING_BATCH_MAX_EVENTS",
+                    setting!(LandingArgs, landing_batch_max_events),
                 ),
                 (
                     landing.landing_batch_max_bytes,
-                    "--landing-batch-max-bytes",
-                    "LANDFALL_LANDING_BATCH_MAX_BYTES",
+                    setting!(LandingArgs, landing_batch_max_bytes),
                 ),
             ],
         );
@@ -353,6 +433,10 @@ impl SinkArgs {
                 prefix: landing.prefix.clone(),
                 partition: landing.partition_time,
                 kind: landing.landing_layout,
+                names: SettingNames {
+                    layout: setting!(LandingArgs, landing_layout),
+                    partition_time: setting!(LandingArgs, partition_time),
+                },
             },
             landing_batch: LandingBatchConfig {
                 max_events: landing.landing_batch_max_events,
@@ -362,7 +446,7 @@ impl SinkArgs {
             },
             embedded,
             gcs,
-            bigquery: self.google.bigquery.target(),
+            bigquery: self.google.bigquery.sink(problems, warnings),
             batch: BatchConfig::new(
                 self.batching.batch_max_events,
                 Duration::from_millis(self.batching.batch_linger_ms),
@@ -376,7 +460,8 @@ impl SinkArgs {
         match std::path::absolute(data_dir) {
             Ok(path) if path.exists() && !path.is_dir() => {
                 problems.push(format!(
-                    "--data-dir (LANDFALL_DATA_DIR) {} is a file, not a folder",
+                    "{} {} is a file, not a folder",
+                    setting!(EmbeddedArgs, data_dir),
                     data_dir.display()
                 ));
                 None
@@ -387,7 +472,8 @@ impl SinkArgs {
             }),
             Err(e) => {
                 problems.push(format!(
-                    "--data-dir (LANDFALL_DATA_DIR) {}: {e}",
+                    "{} {}: {e}",
+                    setting!(EmbeddedArgs, data_dir),
                     data_dir.display()
                 ));
                 None
@@ -396,12 +482,21 @@ impl SinkArgs {
     }
 }
 
-/// A problem for each of these settings that is 0.
-pub fn at_least_one(problems: &mut Vec<String>, settings: &[(usize, &str, &str)]) {
-    for (value, flag, env) in settings {
+/// A problem for each of these settings (its value and its name) that is 0.
+pub fn at_least_one(problems: &mut Vec<String>, settings: &[(usize, String)]) {
+    for (value, name) in settings {
         if *value == 0 {
-            problems.push(format!("{flag} ({env}) must be at least 1"));
+            problems.push(format!("{name} must be at least 1"));
         }
+    }
+}
+
+/// `--landing-layout event (LANDFALL_LANDING_LAYOUT)`: the layout setting with a value.
+fn layout_is(value: &str) -> String {
+    let named = setting!(LandingArgs, landing_layout);
+    match named.split_once(' ') {
+        Some((flag, variable)) => format!("{flag} {value} {variable}"),
+        None => format!("{named} {value}"),
     }
 }
 
@@ -424,7 +519,8 @@ fn checked_prefix(prefix: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "--prefix (LANDFALL_PREFIX) {prefix:?} must be one or more non-empty path segments, without `.` or `..`, not starting with `_`, and no leading or trailing `/`"
+            "{} {prefix:?} must be one or more non-empty path segments, without `.` or `..`, not starting with `_`, and no leading or trailing `/`",
+            setting!(LandingArgs, prefix)
         ))
     }
 }
@@ -437,7 +533,33 @@ pub struct CheckArgs {
     #[arg(long, env = "LANDFALL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub bigquery: BigQueryArgs,
+    pub bigquery: CheckBigQueryArgs,
+}
+
+/// The live BigQuery tables `schema check` compares the catalog with.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Google Cloud")]
+pub struct CheckBigQueryArgs {
+    /// Also compare the catalog with the tables of the raw layer in this BigQuery project.
+    #[arg(long, env = "LANDFALL_BIGQUERY_PROJECT")]
+    pub bigquery_project: Option<String>,
+    /// BigQuery dataset of the raw layer.
+    #[arg(long, env = "LANDFALL_BIGQUERY_DATASET", default_value = "raw")]
+    pub bigquery_dataset: String,
+    /// BigQuery emulator host:port or URL; uses anonymous credentials.
+    #[arg(long, env = "BIGQUERY_EMULATOR_HOST")]
+    pub bigquery_emulator_host: Option<String>,
+}
+
+impl CheckBigQueryArgs {
+    pub fn target(&self) -> Option<BigQueryTarget> {
+        self.bigquery_project.clone().map(|project| BigQueryTarget {
+            project,
+            dataset: self.bigquery_dataset.clone(),
+            location: None,
+            emulator: self.bigquery_emulator_host.as_deref().map(emulator_url),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -475,13 +597,6 @@ pub struct ApplyArgs {
     pub catalog: CatalogArgs,
     #[command(flatten)]
     pub bigquery: BigQueryArgs,
-    /// BigQuery dataset of the curated layer's views, created beside the raw one.
-    #[arg(
-        long,
-        env = "LANDFALL_BIGQUERY_CURATED_DATASET",
-        default_value = "curated"
-    )]
-    pub bigquery_curated_dataset: String,
 }
 
 #[cfg(test)]

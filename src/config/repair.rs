@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 
 use super::args::{LogArgs, SinkArgs, at_least_one, checked};
 use super::{ConfigErrors, Given};
+use crate::landing::reader::Range;
+use crate::pipeline::PipelineConfig;
 use crate::repair::{Output, RepairConfig, Shard};
 use crate::time::parse_timestamp;
 
@@ -18,6 +20,10 @@ pub struct RepairArgs {
     #[command(flatten)]
     pub range: RangeArgs,
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+    #[command(flatten)]
     pub logging: LogArgs,
 }
 
@@ -26,7 +32,12 @@ pub struct BackfillArgs {
     #[command(flatten)]
     pub repair: RepairArgs,
     /// Only these event types (comma-separated); every type of the catalog by default.
-    #[arg(long, env = "LANDFALL_TYPES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LANDFALL_TYPES",
+        value_delimiter = ',',
+        help_heading = "Repair"
+    )]
     pub types: Vec<String>,
 }
 
@@ -45,6 +56,12 @@ pub struct RangeArgs {
     /// The minute folder to stop before (RFC 3339); to the end by default.
     #[arg(long)]
     pub until: Option<String>,
+}
+
+/// How one run goes: whether it writes, how it reports, how much it does at once.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Repair")]
+pub struct RunArgs {
     /// Read and classify, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -57,6 +74,12 @@ pub struct RangeArgs {
     /// Deadline for one write, retries included.
     #[arg(long, env = "LANDFALL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+}
+
+/// This run's share of the work when several tasks split it.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Repair")]
+pub struct ShardArgs {
     /// This task's share when run as several (a Cloud Run job with `--tasks N` sets it).
     #[arg(long, env = "CLOUD_RUN_TASK_INDEX", default_value_t = 0)]
     pub task_index: u32,
@@ -76,6 +99,23 @@ fn time(flag: &str, text: &Option<String>, problems: &mut Vec<String>) -> Option
     parsed
 }
 
+impl RangeArgs {
+    fn resolve(&self, problems: &mut Vec<String>) -> Range {
+        let since = time(&setting!(RangeArgs, since), &self.since, problems);
+        let until = time(&setting!(RangeArgs, until), &self.until, problems);
+        if let (Some(since), Some(until)) = (since, until)
+            && since >= until
+        {
+            problems.push(format!(
+                "{} must be before {}",
+                setting!(RangeArgs, since),
+                setting!(RangeArgs, until)
+            ));
+        }
+        Range { since, until }
+    }
+}
+
 impl RepairArgs {
     pub fn resolve(self, given: &Given) -> Result<RepairConfig, ConfigErrors> {
         self.resolve_with(given, Vec::new())
@@ -84,60 +124,49 @@ impl RepairArgs {
     fn resolve_with(self, given: &Given, types: Vec<String>) -> Result<RepairConfig, ConfigErrors> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
-        let range = &self.range;
+        let (run, shard) = (&self.run, &self.shard);
         at_least_one(
             &mut problems,
             &[
+                (run.concurrency, setting!(RunArgs, concurrency)),
+                (shard.task_count as usize, setting!(ShardArgs, task_count)),
                 (
-                    range.concurrency,
-                    "--concurrency",
-                    "LANDFALL_REPAIR_CONCURRENCY",
-                ),
-                (
-                    range.task_count as usize,
-                    "--task-count",
-                    "CLOUD_RUN_TASK_COUNT",
-                ),
-                (
-                    range.request_timeout_secs as usize,
-                    "--request-timeout-secs",
-                    "LANDFALL_REQUEST_TIMEOUT_SECS",
+                    run.request_timeout_secs as usize,
+                    setting!(RunArgs, request_timeout_secs),
                 ),
             ],
         );
-        if range.task_index >= range.task_count.max(1) {
+        if shard.task_index >= shard.task_count.max(1) {
             problems.push(format!(
-                "--task-index (CLOUD_RUN_TASK_INDEX) {} must be below --task-count (CLOUD_RUN_TASK_COUNT) {}",
-                range.task_index, range.task_count
+                "{} {} must be below {} {}",
+                setting!(ShardArgs, task_index),
+                shard.task_index,
+                setting!(ShardArgs, task_count),
+                shard.task_count
             ));
         }
-        let since = time("--since", &range.since, &mut problems);
-        let until = time("--until", &range.until, &mut problems);
-        if let (Some(since), Some(until)) = (since, until)
-            && since >= until
-        {
-            problems.push("--since must be before --until".into());
-        }
-        let deadline = Duration::from_secs(range.request_timeout_secs);
+        let range = self.range.resolve(&mut problems);
+        let deadline = Duration::from_secs(run.request_timeout_secs);
         let sinks = self
             .sinks
             .resolve(deadline, given, &mut problems, &mut warnings);
         let routing = self.sinks.routing.routing(&mut problems);
         let config = RepairConfig {
-            catalog: self.sinks.catalog.source(),
-            routing,
-            sinks,
-            since,
-            until,
-            dry_run: range.dry_run,
-            output: match range.output {
+            pipeline: PipelineConfig {
+                catalog: self.sinks.catalog.source(),
+                routing,
+                sinks,
+            },
+            range,
+            dry_run: run.dry_run,
+            output: match run.output {
                 OutputFormat::Text => Output::Text,
                 OutputFormat::Json => Output::Json,
             },
-            concurrency: range.concurrency,
+            concurrency: run.concurrency,
             shard: Shard {
-                index: range.task_index,
-                count: range.task_count.max(1),
+                index: shard.task_index,
+                count: shard.task_count.max(1),
             },
             types,
             log_format: self.logging.log_format,

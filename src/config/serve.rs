@@ -8,9 +8,13 @@ use clap::builder::BoolishValueParser;
 
 use super::args::{AuthArgs, AuthMode, LogArgs, ServerArgs, SinkArgs, at_least_one, checked};
 use super::{ConfigErrors, GOOGLE_ISSUERS, Given};
-use crate::auth::AuthConfig;
-use crate::auth::oidc::{OidcConfig, Trust};
-use crate::push::PushLimits;
+use crate::envelope::HeaderPolicy;
+use crate::http::auth::AuthConfig;
+use crate::http::auth::oidc::{OidcConfig, Trust};
+use crate::http::budget::{BudgetConfig, default_budget_bytes};
+use crate::http::connection::ConnectionLimits;
+use crate::http::push::PushLimits;
+use crate::pipeline::PipelineConfig;
 use crate::startup::Config;
 
 #[derive(Debug, Clone, Args)]
@@ -44,6 +48,22 @@ pub struct LimitArgs {
     /// After SIGTERM/SIGINT, how long in-flight requests and batches may take to finish.
     #[arg(long, env = "LANDFALL_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// A connection that has begun a request head and not finished it within this many
+    /// seconds is closed.
+    #[arg(long, env = "LANDFALL_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// A connection idle between requests this many seconds is closed (longer than Google's
+    /// front ends keep one, 600 s, so landfall never closes one they are about to reuse).
+    #[arg(long, env = "LANDFALL_IDLE_TIMEOUT_SECS", default_value_t = 620)]
+    pub idle_timeout_secs: u64,
+    /// Memory the pushes in flight may hold, in MiB; a push that does not fit waits a second,
+    /// then gets 429. Default: half the container's memory limit, else 256.
+    #[arg(long, env = "LANDFALL_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<usize>,
+    /// Unwrapped pushes: keep this header as an attribute although its name looks like a
+    /// credential (repeat, or separate with commas).
+    #[arg(long, env = "LANDFALL_KEEP_HEADER", value_delimiter = ',')]
+    pub keep_header: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -53,7 +73,7 @@ pub struct TelemetryArgs {
     #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
     pub trace_project: Option<String>,
     /// Record Prometheus metrics and serve them at /metrics (`true`/`false`, `1`/`0`, `yes`/`no`).
-    #[arg(long, env = "LANDFALL_METRICS", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    #[arg(long, env = "LANDFALL_METRICS", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, hide_possible_values = true)]
     pub metrics: bool,
 }
 
@@ -65,24 +85,40 @@ impl ServeArgs {
         at_least_one(
             &mut problems,
             &[
-                (
-                    limits.max_concurrency,
-                    "--max-concurrency",
-                    "LANDFALL_MAX_CONCURRENCY",
-                ),
+                (limits.max_concurrency, setting!(LimitArgs, max_concurrency)),
                 (
                     limits.request_timeout_secs as usize,
-                    "--request-timeout-secs",
-                    "LANDFALL_REQUEST_TIMEOUT_SECS",
+                    setting!(LimitArgs, request_timeout_secs),
+                ),
+                (limits.max_body_bytes, setting!(LimitArgs, max_body_bytes)),
+                (
+                    limits.header_timeout_secs as usize,
+                    setting!(LimitArgs, header_timeout_secs),
                 ),
                 (
-                    limits.max_body_bytes,
-                    "--max-body-bytes",
-                    "LANDFALL_MAX_BODY_BYTES",
+                    limits.idle_timeout_secs as usize,
+                    setting!(LimitArgs, idle_timeout_secs),
                 ),
             ],
         );
         let request_timeout = Duration::from_secs(limits.request_timeout_secs);
+        let budget = BudgetConfig {
+            bytes: limits
+                .memory_budget_mb
+                .map_or_else(default_budget_bytes, |mb| mb << 20),
+            wait: Duration::from_secs(1),
+        };
+        let least = BudgetConfig::least_for(limits.max_body_bytes);
+        if budget.bytes < least {
+            problems.push(format!(
+                "{} {} MiB cannot hold one push of {} {}: it needs at least {} MiB",
+                setting!(LimitArgs, memory_budget_mb),
+                budget.bytes >> 20,
+                setting!(LimitArgs, max_body_bytes),
+                limits.max_body_bytes,
+                least.div_ceil(1 << 20)
+            ));
+        }
         // Remote writes, retries included, must finish while Pub/Sub still waits for the answer.
         let sinks = self
             .sinks
@@ -91,21 +127,28 @@ impl ServeArgs {
         let routing = self.sinks.routing.routing(&mut problems);
         let config = Config {
             listen: SocketAddr::new(self.server.host, self.server.port),
-            catalog: self.sinks.catalog.source(),
-            routing,
             trace_project: self
                 .telemetry
                 .trace_project
                 .clone()
-                .or_else(|| sinks.bigquery.as_ref().map(|b| b.project.clone())),
-            sinks,
+                .or_else(|| sinks.bigquery.as_ref().map(|b| b.target.project.clone())),
+            pipeline: PipelineConfig {
+                catalog: self.sinks.catalog.source(),
+                routing,
+                sinks,
+            },
             auth,
             log_format: self.logging.log_format,
             metrics: self.telemetry.metrics,
             limits: PushLimits {
                 max_body_bytes: limits.max_body_bytes,
                 max_concurrency: limits.max_concurrency,
-                request_timeout,
+                budget,
+                headers: HeaderPolicy::new(limits.keep_header.iter().map(|h| h.trim().to_string())),
+            },
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_secs(limits.header_timeout_secs),
+                idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
             },
             shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
             warnings,
@@ -128,21 +171,33 @@ impl ServeArgs {
         });
         let trust = match mode {
             AuthMode::None => {
-                for (id, flag) in [
-                    ("oidc_audience", "--oidc-audience (LANDFALL_OIDC_AUDIENCE)"),
+                for (given, flag) in [
                     (
-                        "oidc_allowed_email",
-                        "--oidc-allowed-email (LANDFALL_OIDC_ALLOWED_EMAIL)",
+                        given!(given, AuthArgs, oidc_audience),
+                        setting!(AuthArgs, oidc_audience),
                     ),
-                    ("oidc_jwks_url", "--oidc-jwks-url (LANDFALL_OIDC_JWKS_URL)"),
-                    ("oidc_issuer", "--oidc-issuer (LANDFALL_OIDC_ISSUER)"),
-                    ("oidc_leeway", "--oidc-leeway (LANDFALL_OIDC_LEEWAY)"),
                     (
-                        "cloud_run_probe_url",
-                        "--cloud-run-probe-url (LANDFALL_CLOUD_RUN_PROBE_URL)",
+                        given!(given, AuthArgs, oidc_allowed_email),
+                        setting!(AuthArgs, oidc_allowed_email),
+                    ),
+                    (
+                        given!(given, AuthArgs, oidc_jwks_url),
+                        setting!(AuthArgs, oidc_jwks_url),
+                    ),
+                    (
+                        given!(given, AuthArgs, oidc_issuer),
+                        setting!(AuthArgs, oidc_issuer),
+                    ),
+                    (
+                        given!(given, AuthArgs, oidc_leeway),
+                        setting!(AuthArgs, oidc_leeway),
+                    ),
+                    (
+                        given!(given, AuthArgs, cloud_run_probe_url),
+                        setting!(AuthArgs, cloud_run_probe_url),
                     ),
                 ] {
-                    if given.has(id) {
+                    if given {
                         warnings.push(format!("{flag} has no effect with --auth none"));
                     }
                 }
@@ -155,11 +210,11 @@ impl ServeArgs {
         };
         let audience = args.oidc_audience.clone().filter(|a| !a.is_empty());
         if audience.is_none() {
-            problems.push(
-                "--oidc-audience (LANDFALL_OIDC_AUDIENCE) is required for OIDC authentication: \
-                 the push subscription's token audience (or pass --auth none to run without authentication)"
-                    .into(),
-            );
+            problems.push(format!(
+                "{} is required for OIDC authentication: the push subscription's token audience \
+                 (or pass --auth none to run without authentication)",
+                setting!(AuthArgs, oidc_audience)
+            ));
         }
         let allowed_emails: Vec<String> = args
             .oidc_allowed_email
@@ -168,16 +223,16 @@ impl ServeArgs {
             .filter(|e| !e.is_empty())
             .collect();
         if allowed_emails.is_empty() {
-            problems.push(
-                "--oidc-allowed-email (LANDFALL_OIDC_ALLOWED_EMAIL) is required for OIDC authentication: \
-                 the push subscription's service account"
-                    .into(),
-            );
+            problems.push(format!(
+                "{} is required for OIDC authentication: the push subscription's service account",
+                setting!(AuthArgs, oidc_allowed_email)
+            ));
         }
-        if trust == Trust::Signature && given.has("cloud_run_probe_url") {
-            warnings.push(
-                "--cloud-run-probe-url (LANDFALL_CLOUD_RUN_PROBE_URL) has no effect with --auth oidc".into(),
-            );
+        if trust == Trust::Signature && given!(given, AuthArgs, cloud_run_probe_url) {
+            warnings.push(format!(
+                "{} has no effect with --auth oidc",
+                setting!(AuthArgs, cloud_run_probe_url)
+            ));
         }
         let probe_url = match (trust, args.cloud_run_probe_url.as_deref()) {
             (Trust::Signature, _) | (_, Some("off")) => None,
@@ -207,6 +262,7 @@ mod tests {
     use crate::config::serve_config;
     use crate::event::route::Routing;
     use crate::schema::CatalogSource;
+    use crate::sink::bigquery::WriteApi;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigErrors> {
         let mut argv = vec!["landfall"];
@@ -217,12 +273,12 @@ mod tests {
     #[test]
     fn defaults_are_embedded_and_unauthenticated() {
         let config = parse(&[]).unwrap();
-        let embedded = config.sinks.embedded.unwrap();
+        let embedded = config.pipeline.sinks.embedded.unwrap();
         assert!(matches!(config.auth, AuthConfig::None { explicit: false }));
-        assert_eq!(config.sinks.landing.prefix, "output");
+        assert_eq!(config.pipeline.sinks.landing.prefix, "output");
         assert!(embedded.data_dir.is_absolute());
-        assert_eq!(config.catalog, CatalogSource::Shipped);
-        assert_eq!(config.routing, Routing::Field("event_type".into()));
+        assert_eq!(config.pipeline.catalog, CatalogSource::Shipped);
+        assert_eq!(config.pipeline.routing, Routing::Field("event_type".into()));
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 
@@ -243,7 +299,7 @@ mod tests {
             "a@p.iam.gserviceaccount.com,b@p.iam.gserviceaccount.com",
         ])
         .unwrap();
-        assert!(config.sinks.embedded.is_none());
+        assert!(config.pipeline.sinks.embedded.is_none());
         let AuthConfig::Oidc(oidc) = config.auth else {
             panic!("oidc expected")
         };
@@ -293,8 +349,62 @@ mod tests {
     fn explicit_auth_none_with_a_google_sink_is_allowed_but_remembered() {
         let config = parse(&["serve", "--bigquery-project", "p", "--auth", "none"]).unwrap();
         assert!(matches!(config.auth, AuthConfig::None { explicit: true }));
-        assert_eq!(config.sinks.bigquery.unwrap().dataset, "raw");
+        assert_eq!(
+            config.pipeline.sinks.bigquery.unwrap().target.dataset,
+            "raw"
+        );
         assert_eq!(config.trace_project.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn the_storage_write_api_is_the_default_and_an_emulator_needs_its_grpc_address() {
+        let config = parse(&["serve", "--bigquery-project", "p", "--auth", "none"]).unwrap();
+        assert_eq!(
+            config.pipeline.sinks.bigquery.unwrap().write_api,
+            WriteApi::Storage { emulator: None }
+        );
+        let rest_only = [
+            "serve",
+            "--bigquery-project",
+            "p",
+            "--auth",
+            "none",
+            "--bigquery-emulator-host",
+            "localhost:9050",
+        ];
+        let errors = parse(&rest_only).unwrap_err().to_string();
+        assert!(
+            errors.contains("--bigquery-storage-emulator-host (BIGQUERY_STORAGE_EMULATOR_HOST)"),
+            "{errors}"
+        );
+        let insert_all = [&rest_only[..], &["--bigquery-write-api", "insert-all"]].concat();
+        assert_eq!(
+            parse(&insert_all)
+                .unwrap()
+                .pipeline
+                .sinks
+                .bigquery
+                .unwrap()
+                .write_api,
+            WriteApi::InsertAll
+        );
+        let both = [
+            &rest_only[..],
+            &["--bigquery-storage-emulator-host", "localhost:9060"],
+        ]
+        .concat();
+        assert_eq!(
+            parse(&both)
+                .unwrap()
+                .pipeline
+                .sinks
+                .bigquery
+                .unwrap()
+                .write_api,
+            WriteApi::Storage {
+                emulator: Some("http://localhost:9060".into())
+            }
+        );
     }
 
     #[test]
@@ -322,6 +432,30 @@ mod tests {
     }
 
     #[test]
+    fn serve_takes_the_curated_dataset_and_says_it_does_nothing_there() {
+        let config = parse(&["--bigquery-curated-dataset", "views"]).unwrap();
+        assert_eq!(
+            config.warnings,
+            [
+                "--bigquery-curated-dataset (LANDFALL_BIGQUERY_CURATED_DATASET) has no effect here: `schema apply` makes the curated layer"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_memory_budget_must_hold_the_largest_push() {
+        let errors = parse(&["--memory-budget-mb", "64"]).unwrap_err().0;
+        assert_eq!(
+            errors,
+            [
+                "--memory-budget-mb (LANDFALL_MEMORY_BUDGET_MB) 64 MiB cannot hold one push of --max-body-bytes (LANDFALL_MAX_BODY_BYTES) 16777216: it needs at least 72 MiB"
+            ]
+        );
+        let config = parse(&["--memory-budget-mb", "64", "--max-body-bytes", "1000000"]).unwrap();
+        assert_eq!(config.limits.budget.bytes, 64 << 20);
+    }
+
+    #[test]
     fn zero_limits_are_refused_naming_flag_and_variable() {
         let errors = parse(&["--max-body-bytes", "0", "--landing-batch-max-events", "0"])
             .unwrap_err()
@@ -346,11 +480,17 @@ mod tests {
     fn routing_by_attribute_or_another_field() {
         use crate::event::route::Routing;
         assert_eq!(
-            parse(&["--event-type-attribute", "type"]).unwrap().routing,
+            parse(&["--event-type-attribute", "type"])
+                .unwrap()
+                .pipeline
+                .routing,
             Routing::Attribute("type".into())
         );
         assert_eq!(
-            parse(&["--event-type-field", "kind"]).unwrap().routing,
+            parse(&["--event-type-field", "kind"])
+                .unwrap()
+                .pipeline
+                .routing,
             Routing::Field("kind".into())
         );
     }

@@ -106,6 +106,14 @@ impl Record {
         }
     }
 
+    /// The rule a dead letter broke; `None` for an event.
+    pub fn rule(&self) -> Option<&'static str> {
+        match &self.outcome {
+            Outcome::DeadLetter { rule, .. } => Some(rule),
+            Outcome::Event { .. } => None,
+        }
+    }
+
     pub fn reason(&self) -> Option<&str> {
         match &self.outcome {
             Outcome::DeadLetter { reason, .. } => Some(reason),
@@ -175,8 +183,14 @@ impl Classifier {
                 "not_json",
             )
         })?;
-        let payload: Value = serde_json::from_str(text)
-            .map_err(|e| Poison::untyped(format!("payload is not valid JSON: {e}"), "not_json"))?;
+        let payload = crate::json::from_slice(text.as_bytes()).map_err(|problem| {
+            let rule = if problem.contains("appears twice") {
+                "duplicate_key"
+            } else {
+                "not_json"
+            };
+            Poison::untyped(format!("payload is not valid JSON: {problem}"), rule)
+        })?;
         if !payload.is_object() {
             return Err(Poison::untyped(
                 "payload is not a JSON object".into(),
@@ -404,7 +418,16 @@ mod tests {
     #[test]
     fn poison_payloads_become_dead_letters_with_a_reason_and_a_rule() {
         let cases = [
-            ("not json", "payload is not valid JSON", "not_json"),
+            (
+                "not json",
+                "payload is not valid JSON: a value is expected here and something else is (line 1, column 2, byte 1)",
+                "not_json",
+            ),
+            (
+                r#"{"event_type":"inventory","quantity_change":500,"quantity_change":5}"#,
+                r#"payload is not valid JSON: the key "quantity_change" appears twice in one object (line 1, column 68, byte 67)"#,
+                "duplicate_key",
+            ),
             ("[1]", "payload is not a JSON object", "not_object"),
             (r#"{"a":1}"#, "event_type: is required", "unknown_type"),
             (

@@ -130,10 +130,12 @@ impl Bucket {
         }
     }
 
+    /// One attempt: a readiness probe says what is wrong now, it does not wait it out.
     async fn probe(&self) -> anyhow::Result<()> {
         let read = self
             .client
-            .read_object(self.bucket_path(), &self.probe_object);
+            .read_object(self.bucket_path(), &self.probe_object)
+            .with_retry_policy(RetryableErrors.with_attempt_limit(1));
         match read.send().await {
             Ok(_) => Ok(()),
             // A missing probe object proves the bucket answers and we may read it.

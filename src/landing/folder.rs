@@ -26,8 +26,9 @@ use futures::stream::BoxStream;
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, XattrFlags, linkat, openat, statat, unlinkat};
 use rustix::io::Errno;
 
-use super::{Listed, Object, Put, Store};
-use crate::sink::{SinkError, blocking};
+use super::{Listed, Object, Put, Store, format};
+use crate::sink::sqlite::FileIdentity;
+use crate::sink::{Access, SinkError, Unusable, blocking};
 
 const NAME: &str = "landing";
 /// Measured with benches/load.rs on this project's machines: 64 files a batch and 4 batches in
@@ -53,15 +54,33 @@ pub enum Staging {
 pub struct Folder {
     root: PathBuf,
     staging: Staging,
+    /// The folder at `root`, as opened: files written into another (the folder moved or
+    /// deleted and made anew) would not be where rows say they are.
+    identity: Arc<FileIdentity>,
 }
 
 impl Folder {
-    /// Creates the landing folder if needed; `root` should be absolute, since rows record it.
-    pub fn open(root: PathBuf) -> anyhow::Result<Self> {
-        fs::create_dir_all(&root)
-            .with_context(|| format!("failed to create landing folder {}", root.display()))?;
-        let staging = staging(&root)?;
-        if staging == Staging::Named {
+    /// The landing folder at `root` (absolute: rows record it). `serve` creates it when
+    /// missing; repair reads it, so it must be there; a dry run neither creates nor probes.
+    pub fn open(root: PathBuf, access: Access) -> anyhow::Result<Self> {
+        match access {
+            Access::Serve => fs::create_dir_all(&root)
+                .with_context(|| format!("failed to create landing folder {}", root.display()))?,
+            Access::Repair | Access::ReadOnly if !root.is_dir() => {
+                return Err(Unusable(format!(
+                    "there is no landing layer at {} (is the data folder right?)",
+                    root.display()
+                ))
+                .into());
+            }
+            Access::Repair | Access::ReadOnly => {}
+        }
+        let staging = match access {
+            // Never written to: which staging the filesystem allows does not matter.
+            Access::ReadOnly => Staging::Named,
+            Access::Serve | Access::Repair => staging(&root)?,
+        };
+        if staging == Staging::Named && access != Access::ReadOnly {
             let swept = sweep(&root)?;
             tracing::warn!(
                 folder = %root.display(),
@@ -69,7 +88,12 @@ impl Folder {
                 "this filesystem has no O_TMPFILE: landing files are staged under temporary names"
             );
         }
-        Ok(Self { root, staging })
+        let identity = Arc::new(FileIdentity::of(&root)?);
+        Ok(Self {
+            root,
+            staging,
+            identity,
+        })
     }
 
     pub fn staging(&self) -> Staging {
@@ -89,8 +113,13 @@ impl Store for Folder {
 
     async fn create(&self, objects: Vec<Object>) -> Vec<Result<Put, SinkError>> {
         let (root, staging) = (self.root.clone(), self.staging);
+        let identity = self.identity.clone();
         let len = objects.len();
-        blocking(NAME, len, move || Ok(write_batch(&root, staging, &objects))).await
+        blocking(NAME, len, move || {
+            identity.check()?;
+            Ok(write_batch(&root, staging, &objects))
+        })
+        .await
     }
 
     async fn exists(&self, names: Vec<String>) -> Vec<Result<bool, SinkError>> {
@@ -151,11 +180,15 @@ impl Store for Folder {
 
     async fn check(&self) -> Result<(), SinkError> {
         let (root, staging) = (self.root.clone(), self.staging);
-        tokio::task::spawn_blocking(move || probe(&root, staging))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r)
-            .map_err(|e| SinkError::new(NAME, &e))
+        let identity = self.identity.clone();
+        tokio::task::spawn_blocking(move || {
+            identity.check()?;
+            probe(&root, staging)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r)
+        .map_err(|e| SinkError::new(NAME, &e))
     }
 
     /// Batches are independent files, and `syncfs` flushes whatever any of them wrote, so
@@ -400,10 +433,10 @@ fn stage(root: &Path, staging: Staging, folders: &mut Folders, object: &Object) 
         Ok(dir) => dir.clone(),
         Err(e) => return Pending::Done(Err(e.clone())),
     };
-    let metadata = metadata_json(&object.metadata);
+    let metadata = object.metadata.as_slice();
     let written = match staging {
-        Staging::Named => write_named(&dir, name, &object.body, &metadata).map(Staged::Named),
-        _ => write_anonymous(&dir, &object.body, &metadata).map(Staged::Anonymous),
+        Staging::Named => write_named(&dir, name, &object.body, metadata).map(Staged::Named),
+        _ => write_anonymous(&dir, &object.body, metadata).map(Staged::Anonymous),
     };
     match written {
         Ok(file) => Pending::Staged {
@@ -426,15 +459,29 @@ fn metadata_json(metadata: &[(&'static str, String)]) -> Vec<u8> {
     serde_json::to_vec(&map).expect("a string map serialises")
 }
 
-/// Sets the metadata attribute; a filesystem without user attributes keeps the file without.
-fn set_metadata(fd: &OwnedFd, metadata: &[u8]) -> anyhow::Result<()> {
+/// Sets the metadata attribute. A filesystem without user attributes keeps the file without;
+/// one whose attributes are too small for the message's attributes (ext4 holds about 4 KiB)
+/// keeps the rest and says so, as a bucket would: the row holds every attribute.
+fn set_metadata(fd: &OwnedFd, metadata: &[(&'static str, String)]) -> anyhow::Result<()> {
     if metadata.is_empty() {
         return Ok(());
     }
-    match rustix::fs::fsetxattr(fd, METADATA_XATTR, metadata, XattrFlags::empty()) {
-        Ok(()) | Err(Errno::NOTSUP) => Ok(()),
-        Err(e) => Err(io::Error::from(e)).context("failed to set the file's metadata"),
-    }
+    let set = |metadata: &[(&'static str, String)]| {
+        let value = metadata_json(metadata);
+        match rustix::fs::fsetxattr(fd, METADATA_XATTR, &value, XattrFlags::empty()) {
+            Err(Errno::NOTSUP) => Ok(()),
+            other => other,
+        }
+    };
+    let result = match set(metadata) {
+        Err(Errno::NOSPC | Errno::TOOBIG | Errno::RANGE) => {
+            set(&format::without_attributes(metadata))
+        }
+        other => other,
+    };
+    result
+        .map_err(io::Error::from)
+        .context("failed to set the file's metadata")
 }
 
 fn open_folder(root: &Path, folder: &str) -> anyhow::Result<Arc<OwnedFd>> {
@@ -443,7 +490,11 @@ fn open_folder(root: &Path, folder: &str) -> anyhow::Result<Arc<OwnedFd>> {
     Ok(Arc::new(open_dir(&path)?))
 }
 
-fn write_anonymous(dir: &OwnedFd, body: &[u8], metadata: &[u8]) -> anyhow::Result<OwnedFd> {
+fn write_anonymous(
+    dir: &OwnedFd,
+    body: &[u8],
+    metadata: &[(&'static str, String)],
+) -> anyhow::Result<OwnedFd> {
     let fd = anonymous(dir)
         .map_err(io::Error::from)
         .context("failed to create an anonymous file")?;
@@ -453,7 +504,12 @@ fn write_anonymous(dir: &OwnedFd, body: &[u8], metadata: &[u8]) -> anyhow::Resul
     Ok(file.into())
 }
 
-fn write_named(dir: &OwnedFd, name: &str, body: &[u8], metadata: &[u8]) -> anyhow::Result<String> {
+fn write_named(
+    dir: &OwnedFd,
+    name: &str,
+    body: &[u8],
+    metadata: &[(&'static str, String)],
+) -> anyhow::Result<String> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     // Hidden, and unique: the pid separates processes sharing the folder.
     let temp = format!(
@@ -520,7 +576,7 @@ mod tests {
     #[test]
     fn this_filesystem_stages_files_without_names() {
         let dir = tempfile::tempdir().unwrap();
-        let landing = Folder::open(dir.path().to_path_buf()).unwrap();
+        let landing = Folder::open(dir.path().to_path_buf(), Access::Serve).unwrap();
         assert_ne!(
             landing.staging(),
             Staging::Named,
@@ -579,7 +635,7 @@ mod tests {
     #[tokio::test]
     async fn objects_are_created_once_and_listed_back_with_their_metadata() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = Folder::open(dir.path().to_path_buf()).unwrap();
+        let folder = Folder::open(dir.path().to_path_buf(), Access::Serve).unwrap();
         let first = vec![
             object("out/a/1.json", b"one", vec![("message_id", "1".into())]),
             object("out/b/2.json", b"two", vec![]),

@@ -31,7 +31,7 @@ const MAX_ATTRIBUTES_METADATA: usize = 6 * 1024;
 
 /// A message as the landing layer holds it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Landed {
+pub struct LandedMessage {
     pub delivery: Delivery,
     pub received_at: DateTime<Utc>,
     pub event_type: Option<String>,
@@ -87,7 +87,7 @@ pub fn line(record: &Record) -> Vec<u8> {
 
 /// Every line of a batch object. A line that does not read is an error naming it: a torn
 /// object cannot exist (objects are created whole), so it is a foreign one.
-pub fn read_lines(body: &[u8]) -> anyhow::Result<Vec<Landed>> {
+pub fn read_lines(body: &[u8]) -> anyhow::Result<Vec<LandedMessage>> {
     body.split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
@@ -99,13 +99,13 @@ pub fn read_lines(body: &[u8]) -> anyhow::Result<Vec<Landed>> {
         .collect()
 }
 
-fn landed_line(line: Line) -> anyhow::Result<Landed> {
+fn landed_line(line: Line) -> anyhow::Result<LandedMessage> {
     let data = match (line.data, line.data_base64) {
         (Some(text), None) => Bytes::from(text.into_bytes()),
         (None, Some(b64)) => Bytes::from(B64.decode(b64).context("data_base64 is not base64")?),
         _ => bail!("a line holds exactly one of data and data_base64"),
     };
-    Ok(Landed {
+    Ok(LandedMessage {
         delivery: Delivery {
             message_id: line.message_id,
             publish_time: timestamp(&line.publish_time, "publish_time")?,
@@ -165,7 +165,7 @@ struct DeadLetterDocument {
     delivery_attempt: Option<i64>,
 }
 
-pub fn read_dead_letter(body: &[u8]) -> anyhow::Result<Landed> {
+pub fn read_dead_letter(body: &[u8]) -> anyhow::Result<LandedMessage> {
     let doc: DeadLetterDocument =
         serde_json::from_slice(body).context("not a landfall dead-letter document")?;
     let data = match doc.data_encoding.as_str() {
@@ -173,7 +173,7 @@ pub fn read_dead_letter(body: &[u8]) -> anyhow::Result<Landed> {
         "base64" => Bytes::from(B64.decode(&doc.data).context("data is not base64")?),
         other => bail!("unknown data_encoding {other:?}"),
     };
-    Ok(Landed {
+    Ok(LandedMessage {
         delivery: Delivery {
             message_id: doc.message_id,
             publish_time: timestamp(&doc.publish_time, "publish_time")?,
@@ -206,9 +206,9 @@ pub fn event_metadata(record: &Record) -> Vec<(&'static str, String)> {
     }
     let attributes = serde_json::to_string(&d.attributes).expect("string maps serialise");
     if attributes.len() <= MAX_ATTRIBUTES_METADATA {
-        metadata.push(("attributes", attributes));
+        metadata.push((ATTRIBUTES, attributes));
     } else {
-        metadata.push(("attributes_omitted", "true".into()));
+        metadata.push((ATTRIBUTES_OMITTED, "true".into()));
     }
     if let Some(key) = &d.ordering_key {
         metadata.push(("ordering_key", key.clone()));
@@ -219,6 +219,21 @@ pub fn event_metadata(record: &Record) -> Vec<(&'static str, String)> {
     metadata
 }
 
+/// The same metadata without the attributes, for a store that cannot hold them all: it says
+/// they were left out (the row's `attributes` column holds every one).
+pub fn without_attributes(metadata: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    metadata
+        .iter()
+        .map(|(key, value)| match *key {
+            ATTRIBUTES => (ATTRIBUTES_OMITTED, "true".to_string()),
+            _ => (*key, value.clone()),
+        })
+        .collect()
+}
+
+const ATTRIBUTES: &str = "attributes";
+const ATTRIBUTES_OMITTED: &str = "attributes_omitted";
+
 /// An event object read back: its bytes, and what its metadata and name say. Objects
 /// landed before the metadata carried every fact fall back to what is known: the object's
 /// creation time for both times, no attributes.
@@ -228,16 +243,16 @@ pub fn read_event_object(
     body: Bytes,
     metadata: &BTreeMap<String, String>,
     created: DateTime<Utc>,
-) -> Landed {
+) -> LandedMessage {
     let time = |key: &str| metadata.get(key).and_then(|t| parse_timestamp(t));
     let received_at = time("received_at").unwrap_or(created);
-    Landed {
+    LandedMessage {
         delivery: Delivery {
             message_id: message_id.to_string(),
             publish_time: time("publish_time").unwrap_or(received_at),
             subscription: metadata.get("subscription").cloned(),
             attributes: metadata
-                .get("attributes")
+                .get(ATTRIBUTES)
                 .and_then(|a| serde_json::from_str(a).ok())
                 .unwrap_or_default(),
             ordering_key: metadata.get("ordering_key").cloned(),

@@ -46,6 +46,25 @@ pub struct LandingLayout {
     pub prefix: String,
     pub partition: PartitionTime,
     pub kind: LayoutKind,
+    /// How the operator names the layout's settings, for messages.
+    pub names: SettingNames,
+}
+
+/// The names of the layout's settings as the operator gives them (the command line's own,
+/// `--landing-layout (LANDFALL_LANDING_LAYOUT)`, filled in by the settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingNames {
+    pub layout: String,
+    pub partition_time: String,
+}
+
+impl Default for SettingNames {
+    fn default() -> Self {
+        Self {
+            layout: "the landing layout".into(),
+            partition_time: "the partition time".into(),
+        }
+    }
 }
 
 /// The folder segment of dead letters, beside the event types'.
@@ -53,7 +72,7 @@ pub const DEAD_LETTER_FOLDER: &str = "_dead_letter";
 
 /// A minute folder of one kind of record: what a batch object gathers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Folder {
+pub struct MinuteFolder {
     /// The event type, or [`DEAD_LETTER_FOLDER`].
     pub kind: String,
     /// `YYYY/MM/DD/HH/mm`.
@@ -79,7 +98,12 @@ impl LandingLayout {
     }
 
     /// A batch object: `earliest` is the earliest landing time of its records.
-    pub fn batch_object(&self, folder: &Folder, earliest: &DateTime<Utc>, batch: &str) -> String {
+    pub fn batch_object(
+        &self,
+        folder: &MinuteFolder,
+        earliest: &DateTime<Utc>,
+        batch: &str,
+    ) -> String {
         let stem = if folder.kind == DEAD_LETTER_FOLDER {
             "dead_letter"
         } else {
@@ -95,8 +119,8 @@ impl LandingLayout {
     }
 
     /// The folder a record of this kind (event type or dead letter) at this time lands in.
-    pub fn folder(&self, kind: &str, time: &DateTime<Utc>) -> Folder {
-        Folder {
+    pub fn minute_folder(&self, kind: &str, time: &DateTime<Utc>) -> MinuteFolder {
+        MinuteFolder {
             kind: kind.to_string(),
             minute: minute(time),
         }
@@ -174,6 +198,7 @@ mod tests {
 
     fn layout(kind: LayoutKind) -> LandingLayout {
         LandingLayout {
+            names: SettingNames::default(),
             prefix: "output".into(),
             partition: PartitionTime::Event,
             kind,
@@ -213,12 +238,12 @@ mod tests {
     fn batch_objects_are_named_by_their_folder_earliest_time_and_batch() {
         let t = parse_timestamp("2026-11-25T07:54:20.468Z").unwrap();
         let layout = layout(LayoutKind::Batch);
-        let folder = layout.folder("inventory", &t);
+        let folder = layout.minute_folder("inventory", &t);
         assert_eq!(
             layout.batch_object(&folder, &t, "0192"),
             "output/inventory/2026/11/25/07/54/inventory_20261125075420_0192.jsonl"
         );
-        let dead = layout.folder(DEAD_LETTER_FOLDER, &t);
+        let dead = layout.minute_folder(DEAD_LETTER_FOLDER, &t);
         let name = layout.batch_object(&dead, &t, "0193");
         assert_eq!(
             name,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LandingLayout, LayoutKind, Object, Put, Store};
 use crate::event::PartitionTime;
+use crate::telemetry::said::said;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Manifest {
@@ -34,12 +35,24 @@ pub enum ManifestError {
     Unreachable(String),
 }
 
+/// Compares the layout with the store's record, writing nothing: `Ok` when they agree or
+/// there is no record yet.
+pub async fn compare(store: &dyn Store, layout: &LandingLayout) -> Result<(), ManifestError> {
+    let name = name(layout);
+    let where_ = format!("{}/{name}", store.base_uri());
+    match store
+        .read(&name)
+        .await
+        .map_err(|e| ManifestError::Unreachable(said(&e)))?
+    {
+        Some(text) => agrees(&text, layout, &where_),
+        None => Ok(()),
+    }
+}
+
 /// Records the layout if the store has none yet; refuses one that differs from the record.
 pub async fn check(store: &dyn Store, layout: &LandingLayout) -> Result<(), ManifestError> {
-    let wanted = Manifest {
-        layout: layout.kind,
-        partition_time: layout.partition,
-    };
+    let wanted = wanted(layout);
     let name = name(layout);
     let where_ = format!("{}/{name}", store.base_uri());
     let object = Object {
@@ -56,7 +69,10 @@ pub async fn check(store: &dyn Store, layout: &LandingLayout) -> Result<(), Mani
         .pop()
         .expect("one answer per object")
         .map_err(|e| {
-            ManifestError::Unreachable(format!("cannot record the landing layout at {where_}: {e}"))
+            ManifestError::Unreachable(format!(
+                "cannot record the landing layout at {where_}: {}",
+                e.message
+            ))
         })?;
     if put == Put::Created {
         return Ok(());
@@ -64,31 +80,47 @@ pub async fn check(store: &dyn Store, layout: &LandingLayout) -> Result<(), Mani
     let text = store
         .read(&name)
         .await
-        .map_err(|e| ManifestError::Unreachable(format!("{e:#}")))?
+        .map_err(|e| ManifestError::Unreachable(said(&e)))?
         .ok_or_else(|| {
             ManifestError::Unreachable(format!("{where_} vanished while it was read"))
         })?;
-    let recorded: Manifest = serde_json::from_slice(&text).map_err(|e| {
+    agrees(&text, layout, &where_)
+}
+
+fn wanted(layout: &LandingLayout) -> Manifest {
+    Manifest {
+        layout: layout.kind,
+        partition_time: layout.partition,
+    }
+}
+
+/// Whether a record (`text`, read at `where_`) says what `layout` says.
+fn agrees(text: &[u8], layout: &LandingLayout, where_: &str) -> Result<(), ManifestError> {
+    let wanted = wanted(layout);
+    let recorded: Manifest = serde_json::from_slice(text).map_err(|e| {
         ManifestError::Differs(format!("{where_} is not a landfall layout record: {e}"))
     })?;
     let mut problems = Vec::new();
     if recorded.layout != wanted.layout {
         problems.push(format!(
-            "--landing-layout (LANDFALL_LANDING_LAYOUT) is {}, but the landing layer under {:?} was written with {}",
-            wanted.layout, layout.prefix, recorded.layout
+            "{} is {}, but the landing layer under {:?} was written with {}",
+            layout.names.layout, wanted.layout, layout.prefix, recorded.layout
         ));
     }
     if recorded.partition_time != wanted.partition_time {
         problems.push(format!(
-            "--partition-time (LANDFALL_PARTITION_TIME) is {}, but the landing layer under {:?} was written with {}",
-            wanted.partition_time, layout.prefix, recorded.partition_time
+            "{} is {}, but the landing layer under {:?} was written with {}",
+            layout.names.partition_time,
+            wanted.partition_time,
+            layout.prefix,
+            recorded.partition_time
         ));
     }
     if problems.is_empty() {
         return Ok(());
     }
     Err(ManifestError::Differs(format!(
-        "{}: keep the recorded settings, or land under another --prefix ({where_} records them)",
+        "{}: keep the recorded settings, or land under another prefix ({where_} records them)",
         problems.join("; ")
     )))
 }

@@ -11,6 +11,7 @@ pub mod folder;
 pub mod format;
 pub mod layout;
 pub mod manifest;
+pub mod reader;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,10 +23,11 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 pub use layout::{LandingLayout, LayoutKind};
+pub use reader::Reader;
 
 use crate::event::Record;
 use crate::sink::batch::BatchConfig;
-use crate::sink::{Entry, Layer, Receipt, Sink, SinkError, Written};
+use crate::sink::{Access, Entry, Layer, Receipt, Sink, SinkError, Unusable, Written};
 use crate::telemetry::metrics::LandingMetrics;
 
 /// `--landing-batch-*`: when a batch object of the `batch` layout is cut.
@@ -111,17 +113,25 @@ pub struct Landing {
     metrics: LandingMetrics,
     /// Set once the store's recorded layout is this one; until then nothing is written.
     confirmed: tokio::sync::OnceCell<()>,
+    access: Access,
 }
+
+/// How long a start waits for the store to confirm the layout before it serves anyway (the
+/// writes then wait for it, and `/readyz` says so): an unreachable bucket must not keep the
+/// server from answering its probes.
+const CONFIRM_AT_START: Duration = Duration::from_secs(2);
 
 impl Landing {
     /// Checks the layout against the one the store was first written with and refuses a
     /// different one. A store that cannot be asked yet does not stop the start: writes wait
-    /// (503) and `/readyz` fails until it answers.
+    /// (503) and `/readyz` fails until it answers. Only `serve` records a layout; a repair
+    /// run compares (and records it when it first writes), a dry run only compares.
     pub async fn open(
         layout: LandingLayout,
         store: Arc<dyn Store>,
         batch: LandingBatchConfig,
         metrics: LandingMetrics,
+        access: Access,
     ) -> anyhow::Result<Self> {
         let landing = Self {
             layout,
@@ -129,23 +139,44 @@ impl Landing {
             batch,
             metrics,
             confirmed: tokio::sync::OnceCell::new(),
+            access,
         };
-        match landing.confirm().await {
+        let confirmed = match access {
+            Access::Serve => tokio::time::timeout(CONFIRM_AT_START, landing.confirm())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(manifest::ManifestError::Unreachable(format!(
+                        "{} did not answer within {CONFIRM_AT_START:?}",
+                        landing.store.base_uri()
+                    )))
+                }),
+            Access::Repair | Access::ReadOnly => {
+                manifest::compare(landing.store.as_ref(), &landing.layout).await
+            }
+        };
+        match confirmed {
             Ok(()) => {}
-            Err(e @ manifest::ManifestError::Differs(_)) => return Err(e.into()),
-            Err(e) => {
+            Err(manifest::ManifestError::Differs(why)) => return Err(Unusable(why).into()),
+            Err(e) if access == Access::Serve => {
                 tracing::warn!(error = %e, "the landing layout is not confirmed yet; pushes wait for it")
             }
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
         }
         Ok(landing)
     }
 
-    /// Confirms the layout once; every write and probe waits for that.
+    /// Confirms the layout once; every write and probe waits for that. A dry run never
+    /// writes, so it never records one.
     async fn confirm(&self) -> Result<(), manifest::ManifestError> {
-        self.confirmed
-            .get_or_try_init(|| manifest::check(self.store.as_ref(), &self.layout))
-            .await
-            .map(|_| ())
+        let check = || async {
+            match self.access {
+                Access::ReadOnly => manifest::compare(self.store.as_ref(), &self.layout).await,
+                Access::Serve | Access::Repair => {
+                    manifest::check(self.store.as_ref(), &self.layout).await
+                }
+            }
+        };
+        self.confirmed.get_or_try_init(check).await.map(|_| ())
     }
 
     fn unconfirmed(&self, error: &manifest::ManifestError) -> SinkError {
@@ -153,10 +184,6 @@ impl Landing {
             sink: self.store.name(),
             message: error.to_string(),
         }
-    }
-
-    pub fn base_uri(&self) -> String {
-        self.store.base_uri()
     }
 
     fn uri(&self, name: &str) -> Arc<str> {
@@ -253,7 +280,7 @@ impl Landing {
 
     async fn write_batch(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
         // One object per kind and minute folder, its records in arrival order.
-        let mut groups: BTreeMap<layout::Folder, Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<layout::MinuteFolder, Vec<usize>> = BTreeMap::new();
         for (i, entry) in batch.iter().enumerate() {
             let record = &entry.record;
             let kind = match record.event_type().filter(|_| !record.is_dead_letter()) {
@@ -261,7 +288,7 @@ impl Landing {
                 None => layout::DEAD_LETTER_FOLDER,
             };
             groups
-                .entry(self.layout.folder(kind, &record.landing_time))
+                .entry(self.layout.minute_folder(kind, &record.landing_time))
                 .or_default()
                 .push(i);
         }
@@ -333,9 +360,11 @@ impl Sink for Landing {
         }
     }
 
+    /// The store's own probe first: it answers quickly with what is wrong, where confirming
+    /// the layout would retry until the deadline.
     async fn check(&self) -> Result<(), SinkError> {
-        self.confirm().await.map_err(|e| self.unconfirmed(&e))?;
-        self.store.check().await
+        self.store.check().await?;
+        self.confirm().await.map_err(|e| self.unconfirmed(&e))
     }
 
     /// The `event` layout: as many as the store takes. The `batch` layout: one, because
@@ -361,17 +390,5 @@ impl Sink for Landing {
                 idle: Some(self.batch.idle),
             },
         }
-    }
-}
-
-/// The landing layer read back: the same layout over the same store, for repair.
-pub struct Reader {
-    pub layout: LandingLayout,
-    pub store: Arc<dyn Store>,
-}
-
-impl Reader {
-    pub fn uri(&self, name: &str) -> String {
-        format!("{}/{name}", self.store.base_uri())
     }
 }

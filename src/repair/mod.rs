@@ -1,51 +1,43 @@
 //! Repair from the landing layer: `landfall redrive` and `landfall backfill`.
 //!
-//! Both read the landing layer back (by kind and time folder, so a range never lists the
-//! whole bucket), classify each message again with the current catalog through the same
-//! [`Classifier`] as `/push`, and write through the same [`Sinks`]: one pipeline, never a
-//! second copy. Both are idempotent: what is already there is found (create-only objects,
+//! Both read the landing layer back hour folder by hour folder ([`crate::landing::reader`]:
+//! a range never lists the whole bucket), classify each message again with the current
+//! catalog and hand it to the same [`Pipeline`] as `/push`: one pipeline, never a second copy
+//! of its rules. Both are idempotent: what is already there is found (create-only objects,
 //! unique rows, the replay lookup), so a second run writes nothing and a run that failed
 //! part-way is finished by running it again.
 //!
-//! - [`redrive`]: dead letters that now pass land as events under their original message id.
-//! - [`backfill`]: events whose warehouse row is missing get it.
+//! - redrive: dead letters that now pass land as events, under their original message id and
+//!   receipt time; those still refused stay where they are.
+//! - backfill: events whose warehouse row is missing get it, naming the object it is in.
+//!
+//! A refusal by a warehouse is what it is for `/push`: the message is dead-lettered.
 
-mod backfill;
-mod folders;
 mod progress;
-mod redrive;
 mod summary;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use anyhow::Context;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 pub use summary::Summary;
 
-use crate::event::Classifier;
-use crate::event::route::Routing;
-use crate::landing::format::{self, Landed};
-use crate::landing::layout::{DEAD_LETTER_FOLDER, Named};
-use crate::landing::{LayoutKind, Listed, Reader};
-use crate::schema::{Catalog, CatalogSource};
-use crate::sink::Sinks;
-use crate::startup::{self, SinkConfig};
+use crate::landing::layout::DEAD_LETTER_FOLDER;
+use crate::landing::reader::{Found, Range, first_copies};
+use crate::landing::{LayoutKind, Reader};
+use crate::pipeline::{Handling, Pipeline, PipelineConfig};
+use crate::sink::{Access, Probe, Unusable};
 use crate::telemetry::LogFormat;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::said::said;
 use progress::Progress;
 
 /// Everything a repair run needs, validated (by [`crate::config`]).
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
-    pub catalog: CatalogSource,
-    pub routing: Routing,
-    pub sinks: SinkConfig,
-    /// The minute folders read: those that overlap `[since, until)`.
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
+    pub pipeline: PipelineConfig,
+    /// The minute folders read: those that overlap the range.
+    pub range: Range,
     pub dry_run: bool,
     pub output: Output,
     /// Records being written at once.
@@ -92,19 +84,12 @@ impl Kind {
     }
 }
 
-/// What a run works with: the current catalog and the configured sinks, as `/push` has them.
-pub(crate) struct Run {
-    pub classifier: Classifier,
-    pub sinks: Sinks,
-    pub reader: Reader,
-    pub dry_run: bool,
-    pub concurrency: usize,
-}
-
-/// A message read back, with the object that holds it.
-pub(crate) struct Found {
-    pub landed: Landed,
-    pub uri: String,
+/// What a run works with.
+struct Run<'a> {
+    kind: Kind,
+    pipeline: &'a Pipeline,
+    reader: &'a Reader,
+    config: &'a RepairConfig,
 }
 
 /// Runs one repair over the configured range; the summary says what it did.
@@ -112,83 +97,86 @@ pub async fn run(kind: Kind, config: RepairConfig) -> anyhow::Result<Summary> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let catalog = Arc::new(Catalog::load(&config.catalog)?);
-    let metrics = Metrics::disabled(config.sinks.deadline);
-    let set = startup::build_sinks(&config.sinks, &catalog, &metrics).await?;
+    let access = match config.dry_run {
+        true => Access::ReadOnly,
+        false => Access::Repair,
+    };
+    let metrics = Arc::new(Metrics::new(config.pipeline.sinks.deadline, false));
+    let catalog = crate::schema::Catalog::load(&config.pipeline.catalog)?;
+    let kinds = kinds(kind, &config, &catalog)?;
+    let (pipeline, writers) = Pipeline::build(&config.pipeline, metrics, access).await?;
     // The landing layer is read where rows say it is: the first store.
-    let store =
-        set.stores.first().cloned().context(
-            "repair reads the landing layer: configure --gcs-bucket or the embedded sinks",
-        )?;
-    let (sinks, writers) = startup::start_writers(set, config.sinks.batch, &metrics);
-    if kind == Kind::Backfill && !sinks.has_warehouse() {
-        anyhow::bail!(
+    let reader = pipeline.reader().ok_or_else(|| {
+        Unusable(
+            "repair reads the landing layer: configure --gcs-bucket or the embedded sinks".into(),
+        )
+    })?;
+    if kind == Kind::Backfill && !pipeline.has_warehouse() {
+        return Err(Unusable(
             "backfill writes warehouse rows: configure --bigquery-project or the embedded sinks"
-        );
+                .into(),
+        )
+        .into());
     }
     let run = Run {
-        classifier: Classifier {
-            catalog: catalog.clone(),
-            routing: config.routing.clone(),
-            partition: config.sinks.landing.partition,
-        },
-        sinks,
-        reader: Reader {
-            layout: config.sinks.landing.clone(),
-            store,
-        },
-        dry_run: config.dry_run,
-        concurrency: config.concurrency,
+        kind,
+        pipeline: &pipeline,
+        reader,
+        config: &config,
     };
-    let kinds = match kind {
-        Kind::Redrive => vec![DEAD_LETTER_FOLDER.to_string()],
-        Kind::Backfill if config.types.is_empty() => {
-            catalog.names().into_iter().map(str::to_string).collect()
-        }
-        Kind::Backfill => config.types.clone(),
-    };
-    let hours = folders::hours(&run.reader, &kinds, config.since, config.until).await?;
+    let hours = reader.hours(&kinds, config.range).await?;
     let mut summary = Summary::new(kind.name(), config.dry_run, config.shard);
     let progress = Progress::new(kind.name(), hours.len());
     for hour in hours {
-        repair_folder(kind, &run, &config, &hour, &mut summary).await;
+        repair_folder(&run, &hour, &mut summary).await;
         progress.folder_done(&summary);
     }
     progress.finish(&summary);
     // Every record is answered; let the writers finish before the process ends.
-    drop(run);
-    futures::future::join_all(writers).await;
+    drop(pipeline);
+    writers.finish(std::time::Duration::MAX).await;
     Ok(summary)
 }
 
-/// Every object of one hour folder in range and in this task's share.
-async fn repair_folder(
+/// The folders a run reads: the dead letter's for redrive, the event types' for backfill.
+fn kinds(
     kind: Kind,
-    run: &Run,
     config: &RepairConfig,
-    hour: &str,
-    summary: &mut Summary,
-) {
-    let listed: Vec<anyhow::Result<Listed>> =
-        run.reader.store.list(hour.to_string()).collect().await;
+    catalog: &crate::schema::Catalog,
+) -> anyhow::Result<Vec<String>> {
+    let known = catalog.names();
+    if let Some(unknown) = config.types.iter().find(|t| !known.contains(&t.as_str())) {
+        return Err(Unusable(format!(
+            "the catalog has no event type {unknown:?} (it has {})",
+            known.join(", ")
+        ))
+        .into());
+    }
+    Ok(match kind {
+        Kind::Redrive => vec![DEAD_LETTER_FOLDER.to_string()],
+        Kind::Backfill if config.types.is_empty() => {
+            known.into_iter().map(str::to_string).collect()
+        }
+        Kind::Backfill => config.types.clone(),
+    })
+}
+
+/// Every object of one hour folder in range and in this task's share.
+async fn repair_folder(run: &Run<'_>, hour: &str, summary: &mut Summary) {
+    let shard = run.config.shard;
     let mut objects = Vec::new();
-    for item in listed {
-        match item {
-            Ok(listed) => {
-                let in_range = run.reader.layout.parse(&listed.name).filter(|named| {
-                    folders::minute_in_range(named.minute, config.since, config.until)
-                });
-                if let Some(named) = in_range
-                    && config.shard.takes(&listed.name)
-                {
-                    objects.push((listed, named));
-                }
-            }
-            Err(e) => summary.failure(None, &format!("listing {hour} failed: {e:#}")),
+    for object in run
+        .reader
+        .objects(hour, run.config.range, |name| shard.takes(name))
+        .await
+    {
+        match object {
+            Ok(object) => objects.push(object),
+            Err(e) => summary.failure(None, &said(&e)),
         }
     }
     let reads = futures::stream::iter(objects.into_iter().map(|(listed, named)| async move {
-        let read = read(run, &listed, &named).await;
+        let read = run.reader.messages(&listed, &named).await;
         (listed, read)
     }))
     .buffered(16);
@@ -197,62 +185,87 @@ async fn repair_folder(
     for (listed, read) in reads {
         summary.objects += 1;
         match read {
-            Ok(messages) => {
-                let uri = run.reader.uri(&listed.name);
-                found.extend(messages.into_iter().map(|landed| Found {
-                    landed,
-                    uri: uri.clone(),
-                }));
-            }
-            Err(e) => summary.failure(None, &format!("{}: {e:#}", run.reader.uri(&listed.name))),
+            Ok(messages) => found.extend(messages),
+            Err(e) => summary.failure(
+                None,
+                &format!("{}: {}", run.reader.uri(&listed.name), said(&e)),
+            ),
         }
     }
-    let found = first_copies(found, summary);
+    summary.repeated += first_copies(&mut found);
     for chunk in found.chunks(500) {
-        match kind {
-            Kind::Redrive => redrive::chunk(run, chunk, summary).await,
-            Kind::Backfill => backfill::chunk(run, chunk, summary).await,
-        }
+        repair_chunk(run, chunk, summary).await;
     }
 }
 
-/// In the batch layout a redelivery is a second line, and always in the same folder as the
-/// first (the same time partitions both). Only the earliest received copy goes on, so that a
-/// run writes a message once and a dry run counts what a run would write.
-fn first_copies(mut found: Vec<Found>, summary: &mut Summary) -> Vec<Found> {
-    found.sort_by_key(|f| f.landed.received_at);
-    let mut seen = HashSet::new();
-    found.retain(|f| {
-        let first = seen.insert(f.landed.delivery.message_id.clone());
-        if !first {
-            summary.repeated += 1;
+/// Classifies a chunk again and writes what is to be written: the events a dead letter now
+/// is (redrive), the rows of landed events (backfill).
+async fn repair_chunk(run: &Run<'_>, chunk: &[Found], summary: &mut Summary) {
+    let mut events = Vec::new();
+    for found in chunk {
+        summary.examined += 1;
+        let message = &found.message;
+        let record = run
+            .pipeline
+            .classify(message.delivery.clone(), message.received_at);
+        match record.rule() {
+            Some(rule) => {
+                if run.kind == Kind::Backfill {
+                    tracing::warn!(message_id = record.message_id(), reason = record.reason(), object = %found.uri, "the current catalog refuses this landed event; left as it is");
+                }
+                summary.not_written(rule);
+            }
+            None => events.push((record, found.uri.clone())),
         }
-        first
-    });
-    found
-}
-
-/// The messages one object holds.
-async fn read(run: &Run, listed: &Listed, named: &Named) -> anyhow::Result<Vec<Landed>> {
-    let body = run
-        .reader
-        .store
-        .read(&listed.name)
-        .await?
-        .context("the object vanished while it was read")?;
-    match (run.reader.layout.kind, &named.message_id) {
-        (LayoutKind::Batch, _) => format::read_lines(&body),
-        (LayoutKind::Event, _) if named.kind == DEAD_LETTER_FOLDER => {
-            Ok(vec![format::read_dead_letter(&body)?])
+    }
+    // Asked first where writing could not tell: a dry run writes nothing, and the batch
+    // layout holds no record of an earlier delivery that a redrive would find.
+    let must_ask = run.config.dry_run
+        || (run.kind == Kind::Redrive && run.reader.layout.kind == LayoutKind::Batch);
+    if must_ask && !events.is_empty() {
+        let probes: Vec<Probe> = events.iter().map(|(r, _)| Probe::of(r)).collect();
+        match run.pipeline.find(&probes).await {
+            Some(Ok(present)) => {
+                let before = events.len();
+                events.retain(|(r, _)| !present.contains(r.message_id()));
+                summary.already_present += (before - events.len()) as u64;
+            }
+            Some(Err(e)) => {
+                for (record, _) in &events {
+                    summary.failure(Some(record.message_id()), &e.to_string());
+                }
+                return;
+            }
+            None => {}
         }
-        (LayoutKind::Event, Some(id)) => Ok(vec![format::read_event_object(
-            id,
-            &named.kind,
-            body,
-            &listed.metadata,
-            listed.created,
-        )]),
-        (LayoutKind::Event, None) => anyhow::bail!("not an object of the event layout"),
+    }
+    if run.config.dry_run {
+        summary.landed += events.len() as u64;
+        return;
+    }
+    let writes = futures::stream::iter(events.into_iter().map(|(record, uri)| async move {
+        let id = record.message_id().to_string();
+        let handled = match run.kind {
+            Kind::Redrive => run.pipeline.land(record).await,
+            Kind::Backfill => run.pipeline.restore(record, uri).await,
+        };
+        (id, handled)
+    }))
+    .buffer_unordered(run.config.concurrency);
+    let results: Vec<_> = writes.collect().await;
+    for (id, handled) in results {
+        match handled {
+            // A warehouse refused the event: it is a dead letter, as it would be for /push.
+            Ok(handled) if handled.record.rule().is_some() => {
+                tracing::warn!(message_id = %id, reason = handled.record.reason(), "the warehouse refuses this event; it is dead-lettered");
+                summary.not_written(handled.record.rule().unwrap_or_default());
+            }
+            Ok(handled) => match handled.handling {
+                Handling::Stored => summary.landed += 1,
+                Handling::Duplicate | Handling::EarlierEvent => summary.already_present += 1,
+            },
+            Err(e) => summary.failure(Some(&id), &e.to_string()),
+        }
     }
 }
 

@@ -37,15 +37,18 @@ impl Progress {
         }
     }
 
-    fn rate(&self, summary: &Summary) -> f64 {
-        summary.objects as f64 / self.started.elapsed().as_secs_f64().max(0.001)
+    /// Objects per second, once a run has lasted long enough for the figure to mean something.
+    fn rate(&self, summary: &Summary) -> Option<f64> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        (seconds >= 1.0).then(|| (summary.objects as f64 / seconds).round())
     }
 
     pub fn folder_done(&self, summary: &Summary) {
         self.bar.inc(1);
         let rate = self.rate(summary);
+        let per_second = rate.map_or(String::new(), |r| format!(", {r:.0} objects/s"));
         self.bar
-            .set_message(format!("{} objects, {rate:.0} objects/s", summary.objects));
+            .set_message(format!("{} objects{per_second}", summary.objects));
         if !self.terminal && self.last_log.get().elapsed() >= LOG_EVERY {
             self.last_log.set(Instant::now());
             tracing::info!(
@@ -55,7 +58,7 @@ impl Progress {
                 examined = summary.examined,
                 landed = summary.landed,
                 failed = summary.failed,
-                objects_per_second = rate.round(),
+                objects_per_second = rate,
                 "repair in progress"
             );
         }
@@ -66,7 +69,7 @@ impl Progress {
         tracing::info!(
             objects = summary.objects,
             seconds = self.started.elapsed().as_secs_f64().round(),
-            objects_per_second = self.rate(summary).round(),
+            objects_per_second = self.rate(summary),
             "repair done"
         );
     }

@@ -7,6 +7,14 @@ use serde::Serialize;
 
 use super::Shard;
 
+/// `1 message`, `2 messages`.
+fn counted(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
     pub command: &'static str,
@@ -56,7 +64,13 @@ impl Summary {
         }
     }
 
-    pub fn broke(&mut self, rule: &str) {
+    /// A message the current catalog (or a warehouse) refuses: still dead for redrive,
+    /// refused for backfill; counted by the rule it breaks.
+    pub fn not_written(&mut self, rule: &str) {
+        match self.command {
+            "redrive" => self.still_dead += 1,
+            _ => self.refused += 1,
+        }
         *self.by_rule.entry(rule.to_string()).or_default() += 1;
     }
 
@@ -69,33 +83,41 @@ impl Summary {
     }
 
     pub fn text(&self) -> String {
-        let would = if self.dry_run {
-            " (dry run: nothing was written)"
+        let (head, landed) = if self.dry_run {
+            (" — dry run, nothing was written", "would land:     ")
         } else {
-            ""
+            ("", "landed:         ")
         };
         let mut lines = vec![
             format!(
-                "{}{would}: {} messages in {} objects",
-                self.command, self.examined, self.objects
+                "{}{head}: {} in {}",
+                self.command,
+                counted(self.examined, "message"),
+                counted(self.objects, "object")
             ),
-            format!("  landed:          {}", self.landed),
+            format!("  {landed} {}", self.landed),
             format!("  already present: {}", self.already_present),
         ];
         if self.repeated > 0 {
             lines.push(format!(
-                "  repeated lines:  {} (redeliveries, skipped)",
+                "  repeated lines:  {} (redeliveries, read once)",
                 self.repeated
             ));
         }
-        match self.command {
-            "redrive" => lines.push(format!("  still dead:      {}", self.still_dead)),
-            _ => lines.push(format!("  refused:         {}", self.refused)),
+        let (label, count) = match self.command {
+            "redrive" => ("still dead:     ", self.still_dead),
+            _ => ("refused:        ", self.refused),
+        };
+        let rules: Vec<String> = self
+            .by_rule
+            .iter()
+            .map(|(rule, n)| format!("{rule}: {n}"))
+            .collect();
+        match rules.is_empty() {
+            true => lines.push(format!("  {label} {count}")),
+            false => lines.push(format!("  {label} {count} ({})", rules.join(", "))),
         }
         lines.push(format!("  failed:          {}", self.failed));
-        for (rule, count) in &self.by_rule {
-            lines.push(format!("    {rule}: {count}"));
-        }
         if self.task_count > 1 {
             lines.push(format!(
                 "  task {} of {}",

@@ -148,8 +148,13 @@ pub struct Problem {
 }
 
 impl fmt::Display for Problem {
+    /// `file#/pointer: message` for a place inside a file; `file: message` for the file (or
+    /// folder) as a whole.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}: {}", self.file, self.pointer, self.message)
+        match self.pointer.as_str() {
+            "" => write!(f, "{}: {}", self.file, self.message),
+            pointer => write!(f, "{}#{pointer}: {}", self.file, self.message),
+        }
     }
 }
 
@@ -197,8 +202,15 @@ fn shipped_files() -> Vec<File> {
 
 fn folder_files(dir: &Path) -> Result<Vec<File>, CatalogError> {
     let shown = dir.display().to_string();
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| CatalogError::one(&shown, "", format!("cannot read the folder: {e}")))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        let problem = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such folder".to_string(),
+            std::io::ErrorKind::NotADirectory => "is a file, not a folder of schema files".into(),
+            std::io::ErrorKind::PermissionDenied => "cannot be read (permission denied)".into(),
+            _ => format!("cannot be read ({e})"),
+        };
+        CatalogError::one(&shown, "", problem)
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

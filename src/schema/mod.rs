@@ -12,6 +12,7 @@ pub mod cell;
 mod columns;
 pub mod curated;
 pub mod metadata;
+pub mod proto;
 pub mod sqlite;
 mod validate;
 

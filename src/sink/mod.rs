@@ -19,7 +19,6 @@ pub mod sqlite;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,16 +28,28 @@ use futures::future::join_all;
 
 use crate::event::Record;
 use crate::schema::{Cell, Table};
+use crate::telemetry::said::said;
 use batch::{BatchConfig, GroupCommit};
 
-/// The embedded sinks: a landing folder and a SQLite warehouse under one data folder.
-#[derive(Debug, Clone)]
-pub struct EmbeddedConfig {
-    /// Absolute: rows record the landing folder's path.
-    pub data_dir: PathBuf,
-    /// How long a write waits for a locked database before failing (then 503).
-    pub sqlite_busy_timeout: Duration,
+/// What a command may do to the stores it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `serve`: create what is missing, record the landing layout, bring tables up to the
+    /// catalog.
+    Serve,
+    /// A repair run: write messages and rows, create a warehouse that is missing, but never
+    /// change a table's shape (a server with another catalog may be running over it) nor
+    /// make a landing layer where there is none (it is the input).
+    Repair,
+    /// A dry run: read only; nothing is created, recorded or changed.
+    ReadOnly,
 }
+
+/// A failure that running again cannot mend: the configuration or the input must change
+/// first. Commands exit 2 on it, where anything else exits 1 (run again).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
 
 /// Where the landing layer put a record, and what it knows of earlier deliveries.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +93,7 @@ impl SinkError {
     pub fn new(sink: &'static str, error: &anyhow::Error) -> Self {
         Self {
             sink,
-            message: format!("{error:#}"),
+            message: said(error),
         }
     }
 }
@@ -220,33 +231,23 @@ where
     result.unwrap_or_else(|e| vec![Err(SinkError::new(sink, &e)); len])
 }
 
-/// The outcome of landing one record in every sink.
+/// What every sink answered for one record: each copy of the landing layer's receipt (the
+/// first named) or that the message landed as an event before, then each warehouse's answer.
+/// The message's fate is decided from them by [`crate::pipeline`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Landed {
-    pub fate: Fate,
-    /// The landing object that holds it (for an earlier event: that event's, when known).
+pub struct Answers {
+    pub written: Vec<Written>,
+    /// The landing object that holds the record, when it landed.
     pub landing_uri: Option<Arc<str>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fate {
-    /// At least one sink stored something new.
-    Stored,
-    /// A sink already had it and none stored anything new.
-    Duplicate,
-    /// A dead letter whose message landed as an event before: nothing was dead-lettered.
-    EarlierEvent,
-    /// A sink refused the content (the first refusal's reason).
-    Rejected(String),
 }
 
 /// A sink behind its group-commit queues.
 #[derive(Clone)]
-struct Queue {
-    sink: Arc<dyn Sink>,
-    fresh: GroupCommit,
+pub struct Queue {
+    pub sink: Arc<dyn Sink>,
+    pub fresh: GroupCommit,
     /// Redeliveries, when the sink batches them apart.
-    replays: Option<GroupCommit>,
+    pub replays: Option<GroupCommit>,
 }
 
 impl Queue {
@@ -271,22 +272,10 @@ pub struct Sinks {
     warehouses: Arc<Vec<Queue>>,
 }
 
-/// A sink and the queues that feed it.
-pub struct Queued {
-    pub sink: Arc<dyn Sink>,
-    pub fresh: GroupCommit,
-    pub replays: Option<GroupCommit>,
-}
-
 impl Sinks {
-    pub fn new(queues: Vec<Queued>) -> Self {
+    pub fn new(queues: Vec<Queue>) -> Self {
         let (landing, warehouses): (Vec<Queue>, Vec<Queue>) = queues
             .into_iter()
-            .map(|q| Queue {
-                sink: q.sink,
-                fresh: q.fresh,
-                replays: q.replays,
-            })
             .partition(|q| q.sink.layer() == Layer::Landing);
         Self {
             landing: Arc::new(landing),
@@ -297,12 +286,12 @@ impl Sinks {
     /// `Err` unless every sink has the record. The warehouses are not written at all when the
     /// landing layer failed: the redelivery will be told the truth about the object, and so
     /// the row is never written twice.
-    pub async fn land(&self, record: Arc<Record>) -> Result<Landed, SinkError> {
+    pub async fn land(&self, record: Arc<Record>) -> Result<Answers, SinkError> {
         let receipt = match self.land_copies(&record).await? {
-            Copies::EarlierEvent(landing_uri) => {
-                return Ok(Landed {
-                    fate: Fate::EarlierEvent,
-                    landing_uri,
+            Copies::EarlierEvent(uri) => {
+                return Ok(Answers {
+                    written: vec![Written::LandedAsEvent(uri)],
+                    landing_uri: None,
                 });
             }
             Copies::Landed(receipt) => receipt,
@@ -316,7 +305,7 @@ impl Sinks {
         &self,
         record: Arc<Record>,
         receipt: Option<Receipt>,
-    ) -> Result<Landed, SinkError> {
+    ) -> Result<Answers, SinkError> {
         let entry = Entry {
             record,
             landing: receipt.clone(),
@@ -329,7 +318,10 @@ impl Sinks {
         for result in join_all(self.warehouses.iter().map(|q| q.submit(entry.clone()))).await {
             written.push(result?);
         }
-        Ok(combine(written, landing_uri))
+        Ok(Answers {
+            written,
+            landing_uri,
+        })
     }
 
     async fn land_copies(&self, record: &Arc<Record>) -> Result<Copies, SinkError> {
@@ -376,13 +368,28 @@ impl Sinks {
         !self.warehouses.is_empty()
     }
 
-    /// Readiness of every sink, by name, in the order they were configured.
-    pub async fn check(&self) -> Vec<(&'static str, Result<(), SinkError>)> {
+    /// Readiness of every sink, by name, in the order they were configured, each check given
+    /// at most `within` (a sink that does not answer is not ready).
+    pub async fn check_within(
+        &self,
+        within: Duration,
+    ) -> Vec<(&'static str, Result<(), SinkError>)> {
         join_all(
             self.landing
                 .iter()
                 .chain(self.warehouses.iter())
-                .map(|q| async { (q.sink.name(), q.sink.check().await) }),
+                .map(|q| async move {
+                    let name = q.sink.name();
+                    let checked = tokio::time::timeout(within, q.sink.check())
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(SinkError {
+                                sink: name,
+                                message: format!("no answer within {within:?}"),
+                            })
+                        });
+                    (name, checked)
+                }),
         )
         .await
     }
@@ -393,71 +400,10 @@ enum Copies {
     EarlierEvent(Option<Arc<str>>),
 }
 
-fn combine(written: Vec<Written>, landing_uri: Option<Arc<str>>) -> Landed {
-    let (mut created, mut present, mut rejected, mut earlier) = (false, false, None, None);
-    for w in written {
-        match w {
-            Written::Created
-            | Written::Landed(Receipt {
-                before: Some(false),
-                ..
-            }) => created = true,
-            Written::AlreadyPresent
-            | Written::Landed(Receipt {
-                before: Some(true), ..
-            }) => present = true,
-            Written::Accepted | Written::Landed(Receipt { before: None, .. }) => {}
-            Written::LandedAsEvent(uri) => earlier = earlier.or(Some(uri)),
-            Written::Rejected(reason) => rejected = rejected.or(Some(reason)),
-        }
-    }
-    let fate = match (rejected, &earlier) {
-        (Some(reason), _) => Fate::Rejected(reason),
-        (None, Some(_)) => Fate::EarlierEvent,
-        (None, None) if present && !created => Fate::Duplicate,
-        (None, None) => Fate::Stored,
-    };
-    let landing_uri = match earlier {
-        Some(event_uri) => event_uri,
-        None => landing_uri,
-    };
-    Landed { fate, landing_uri }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::metrics::SinkMetrics;
-
-    fn receipt(before: Option<bool>) -> Written {
-        Written::Landed(Receipt {
-            uri: "gs://b/o".into(),
-            before,
-        })
-    }
-
-    #[test]
-    fn a_duplicate_is_only_what_a_sink_knows_it_already_had() {
-        use Written::*;
-        let fate = |written| combine(written, None).fate;
-        assert_eq!(
-            fate(vec![receipt(Some(true)), AlreadyPresent]),
-            Fate::Duplicate
-        );
-        assert_eq!(fate(vec![receipt(Some(true)), Created]), Fate::Stored);
-        assert_eq!(fate(vec![receipt(Some(false)), Accepted]), Fate::Stored);
-        // The batch layout cannot tell; SQLite can.
-        assert_eq!(fate(vec![receipt(None), AlreadyPresent]), Fate::Duplicate);
-        assert_eq!(fate(vec![receipt(None), Accepted]), Fate::Stored);
-        assert_eq!(
-            fate(vec![receipt(None), LandedAsEvent(None)]),
-            Fate::EarlierEvent
-        );
-        assert_eq!(
-            fate(vec![receipt(Some(false)), Rejected("no".into())]),
-            Fate::Rejected("no".into())
-        );
-    }
 
     fn entry(data: &[u8], before: Option<Option<bool>>) -> Entry {
         Entry {
@@ -512,25 +458,34 @@ mod tests {
     struct Scripted {
         name: &'static str,
         layer: Layer,
-        answer: Written,
+        answer: Result<Written, SinkError>,
         finds: Option<HashSet<String>>,
         told: std::sync::Mutex<Vec<Option<bool>>>,
     }
 
     impl Scripted {
         fn landing(name: &'static str, uri: &str, before: Option<bool>) -> Arc<Self> {
-            Self::new(name, Layer::Landing, receipt_at(uri, before), None)
+            Self::new(name, Layer::Landing, Ok(receipt_at(uri, before)), None)
         }
 
         fn warehouse(name: &'static str, finds: Option<&[&str]>) -> Arc<Self> {
             let finds = finds.map(|ids| ids.iter().map(|id| id.to_string()).collect());
-            Self::new(name, Layer::Warehouse, Written::Created, finds)
+            Self::new(name, Layer::Warehouse, Ok(Written::Created), finds)
+        }
+
+        /// A sink of this layer whose every write fails.
+        fn failing(name: &'static str, layer: Layer) -> Arc<Self> {
+            let error = SinkError {
+                sink: name,
+                message: "down".into(),
+            };
+            Self::new(name, layer, Err(error), None)
         }
 
         fn new(
             name: &'static str,
             layer: Layer,
-            answer: Written,
+            answer: Result<Written, SinkError>,
             finds: Option<HashSet<String>>,
         ) -> Arc<Self> {
             Arc::new(Scripted {
@@ -560,7 +515,7 @@ mod tests {
         async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
             let mut told = self.told.lock().unwrap();
             told.extend(batch.iter().map(Entry::landed_before));
-            vec![Ok(self.answer.clone()); batch.len()]
+            vec![self.answer.clone(); batch.len()]
         }
 
         async fn check(&self) -> Result<(), SinkError> {
@@ -584,8 +539,8 @@ mod tests {
         GroupCommit::spawn(sink.clone(), config, SinkMetrics::detached()).0
     }
 
-    fn queued(sink: &Arc<Scripted>, replays: Option<&Arc<Scripted>>) -> Queued {
-        Queued {
+    fn queued(sink: &Arc<Scripted>, replays: Option<&Arc<Scripted>>) -> Queue {
+        Queue {
             sink: sink.clone(),
             fresh: lane(sink),
             replays: replays.map(lane),
@@ -607,7 +562,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/o"));
-        assert_eq!(landed.fate, Fate::Stored);
+        assert_eq!(
+            landed.written,
+            [
+                Written::Landed(Receipt {
+                    uri: "gs://b/o".into(),
+                    before: Some(true)
+                }),
+                Written::Created
+            ]
+        );
         let unsure = Scripted::landing("landing", "file:///o", None);
         sinks_of(&[&bucket, &unsure, &warehouse])
             .land(record())
@@ -619,6 +583,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(warehouse.told(), [Some(true), None, Some(false)]);
+    }
+
+    #[tokio::test]
+    async fn any_failing_sink_fails_the_record_and_no_row_is_written_without_every_copy() {
+        let record = || crate::event::testing::record("61", b"{}");
+        let bucket = Scripted::landing("gcs", "gs://b/o", Some(false));
+        let warehouse = Scripted::warehouse("warehouse", None);
+        let down = |layer| Scripted::failing("down", layer);
+        let combinations = [
+            vec![down(Layer::Landing), warehouse.clone()],
+            vec![bucket.clone(), down(Layer::Landing), warehouse.clone()],
+            vec![down(Layer::Landing), bucket.clone(), warehouse.clone()],
+        ];
+        for sinks in &combinations {
+            let refs: Vec<&Arc<Scripted>> = sinks.iter().collect();
+            let failed = sinks_of(&refs).land(record()).await.unwrap_err();
+            assert_eq!(failed.sink, "down");
+        }
+        assert_eq!(
+            warehouse.told(),
+            Vec::<Option<bool>>::new(),
+            "no row is written while a landing copy is missing"
+        );
+        for sinks in [
+            vec![bucket.clone(), down(Layer::Warehouse)],
+            vec![bucket.clone(), warehouse.clone(), down(Layer::Warehouse)],
+        ] {
+            let refs: Vec<&Arc<Scripted>> = sinks.iter().collect();
+            let failed = sinks_of(&refs).land(record()).await.unwrap_err();
+            assert_eq!(failed.sink, "down", "a failed warehouse fails the record");
+        }
+        let answered = sinks_of(&[&bucket, &warehouse])
+            .warehouse(record(), None)
+            .await
+            .map(|a| a.written);
+        assert_eq!(answered, Ok(vec![Written::Created]));
     }
 
     #[tokio::test]
@@ -652,28 +652,11 @@ mod tests {
         let found = all.find(&[]).await.unwrap().unwrap();
         assert_eq!(found, HashSet::from(["61".to_string()]));
         let checked: Vec<_> = all
-            .check()
+            .check_within(Duration::from_secs(1))
             .await
             .into_iter()
             .map(|(name, result)| (name, result.is_ok()))
             .collect();
         assert_eq!(checked, [("gcs", true), ("cannot", true), ("can", true)]);
-    }
-
-    #[test]
-    fn an_earlier_event_names_its_own_object() {
-        let landed = combine(
-            vec![
-                receipt(None),
-                Written::LandedAsEvent(Some("gs://b/event".into())),
-            ],
-            Some("gs://b/batch".into()),
-        );
-        assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/event"));
-        let landed = combine(
-            vec![receipt(None), Written::Accepted],
-            Some("gs://b/batch".into()),
-        );
-        assert_eq!(landed.landing_uri.as_deref(), Some("gs://b/batch"));
     }
 }

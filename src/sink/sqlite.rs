@@ -18,10 +18,11 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction};
 
-use super::{Entry, Layer, Probe, Sink, SinkError, Written, blocking};
+use super::{Access, Entry, Layer, Probe, Sink, SinkError, Unusable, Written, blocking};
 use crate::schema::cell::{JsonStyle, record_json};
 use crate::schema::sqlite::{self, ExistingColumn};
 use crate::schema::{Catalog, Cell, Column, ColumnType};
+use crate::telemetry::said::said;
 use crate::time::{format_date, format_timestamp};
 
 const NAME: &str = "warehouse";
@@ -30,32 +31,133 @@ pub struct SqliteWarehouse {
     // std Mutex: it is only ever held on a blocking thread, never across an await.
     connection: Arc<Mutex<Connection>>,
     inserts: Arc<HashMap<String, String>>,
+    /// The file at the path, as opened: a commit into another (a deleted or replaced file, a
+    /// moved folder) would be lost at the next start, so it is refused. `None` for the empty
+    /// warehouse a dry run reads when there is none.
+    file: Option<Arc<FileIdentity>>,
+    /// Why the last batch failed to be written, until one is written again.
+    last_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// A file by its device, inode and birth time, and the path it was opened at. The birth time
+/// tells a new file from a deleted one whose inode number the filesystem gave out again.
+#[derive(Debug)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    key: IdentityKey,
+}
+
+type IdentityKey = (u64, u64, Option<std::time::SystemTime>);
+
+fn identity_key(metadata: &std::fs::Metadata) -> IdentityKey {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino(), metadata.created().ok())
+}
+
+impl FileIdentity {
+    pub fn of(path: &Path) -> anyhow::Result<Self> {
+        let metadata =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            key: identity_key(&metadata),
+        })
+    }
+
+    /// `Err` unless the path still names the very file opened.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let same = std::fs::metadata(&self.path).is_ok_and(|m| identity_key(&m) == self.key);
+        if !same {
+            bail!(
+                "{} is gone or was replaced (deleted, moved, or its folder moved) since landfall \
+                 opened it: what is written now would be lost; restart landfall",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 impl SqliteWarehouse {
-    pub fn open(path: &Path, busy_timeout: Duration, catalog: &Catalog) -> anyhow::Result<Self> {
-        let connection = Connection::open(path)
-            .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
-        connection
-            .busy_timeout(busy_timeout)
-            .context("failed to set the busy timeout")?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .context("failed to switch to WAL mode")?;
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .context("failed to set synchronous=FULL")?;
-        evolve(&connection, catalog)
-            .with_context(|| format!("the tables in {} do not fit the catalog", path.display()))?;
+    /// The warehouse at `path`. `serve` creates it or brings its tables up to the catalog; a
+    /// repair run creates it when missing but refuses one whose tables differ (a server with
+    /// another catalog may be running over it); a dry run opens it read-only, or reads an
+    /// empty one in memory when there is none.
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        catalog: &Catalog,
+        access: Access,
+    ) -> anyhow::Result<Self> {
+        let exists = path.exists();
+        let connection = match (access, exists) {
+            (Access::ReadOnly, false) => Connection::open_in_memory()
+                .context("failed to open an empty warehouse in memory")?,
+            (Access::ReadOnly, true) => {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+                Connection::open_with_flags(path, flags)
+                    .with_context(|| format!("failed to open {} to read", path.display()))?
+            }
+            (Access::Serve | Access::Repair, _) => writable(path, busy_timeout)?,
+        };
+        if access == Access::Serve || !exists {
+            evolve(&connection, catalog).map_err(|e| {
+                Unusable(format!(
+                    "the tables in {} do not fit the catalog: {}",
+                    path.display(),
+                    said(&e)
+                ))
+            })?;
+        } else {
+            unchanged(&connection, catalog, path)?;
+        }
         let inserts = catalog
             .tables()
             .map(|t| (t.name.clone(), sqlite::insert(t)))
             .collect();
+        let file = match exists || access != Access::ReadOnly {
+            true => Some(Arc::new(FileIdentity::of(path)?)),
+            false => None,
+        };
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             inserts: Arc::new(inserts),
+            file,
+            last_failure: Arc::new(Mutex::new(None)),
         })
     }
+}
+
+fn writable(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
+    let connection = Connection::open(path)
+        .with_context(|| format!("failed to open SQLite database {}", path.display()))?;
+    connection
+        .busy_timeout(busy_timeout)
+        .context("failed to set the busy timeout")?;
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .context("failed to switch to WAL mode")?;
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .context("failed to set synchronous=FULL")?;
+    Ok(connection)
+}
+
+/// Refuses a database whose tables are not the catalog's: only `serve` changes them.
+fn unchanged(connection: &Connection, catalog: &Catalog, path: &Path) -> anyhow::Result<()> {
+    let plan = plan(connection, catalog)?;
+    let differences: Vec<&String> = plan.changes.iter().chain(&plan.conflicts).collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let differences: Vec<&str> = differences.iter().map(|d| d.as_str()).collect();
+    Err(Unusable(format!(
+        "the tables in {} are not the catalog's ({}): start serve with this catalog first (it \
+         brings them up to it), or give this command the catalog serve runs with",
+        path.display(),
+        differences.join("; ")
+    ))
+    .into())
 }
 
 /// What bringing a database to the catalog's shape takes.
@@ -160,10 +262,15 @@ impl Sink for SqliteWarehouse {
     async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
         let connection = self.connection.clone();
         let inserts = self.inserts.clone();
+        let (file, last_failure) = (self.file.clone(), self.last_failure.clone());
         let batch = batch.to_vec();
         blocking(NAME, batch.len(), move || {
             let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-            insert_batch(&mut connection, &inserts, &batch)
+            let written = check_file(file.as_deref())
+                .and_then(|()| insert_batch(&mut connection, &inserts, &batch));
+            *last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                written.as_ref().err().map(said);
+            written
         })
         .await
     }
@@ -189,12 +296,33 @@ impl Sink for SqliteWarehouse {
         Some(found)
     }
 
+    /// Ready when the file opened is still the one at the path, its disk has room, the last
+    /// batch was written (a full disk fails writes while reads and locks still work), and the
+    /// write lock can be taken within [`CHECK_LOCK_TIMEOUT`] (another process may hold it).
+    /// Through a connection of its own, so that a probe never waits behind the writer.
     async fn check(&self) -> Result<(), SinkError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+        let (file, last_failure) = (self.file.clone(), self.last_failure.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let Some(file) = file else {
+                return Ok(());
+            };
+            file.check()?;
+            check_free_space(&file.path)?;
+            if let Some(failure) = last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                bail!("the last batch could not be written: {failure}");
+            }
+            let probe = Connection::open_with_flags(
+                &file.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+            )
+            .context("cannot open the warehouse")?;
+            probe.busy_timeout(CHECK_LOCK_TIMEOUT)?;
             // Taking the write lock proves the database is writable, not merely readable.
-            connection
+            probe
                 .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
                 .context("the warehouse cannot take a write lock")
         })
@@ -203,6 +331,28 @@ impl Sink for SqliteWarehouse {
         .and_then(|r| r)
         .map_err(|e| SinkError::new(NAME, &e))
     }
+}
+
+fn check_file(file: Option<&FileIdentity>) -> anyhow::Result<()> {
+    file.map_or(Ok(()), FileIdentity::check)
+}
+
+/// How long a readiness probe waits for the write lock: well within a probe's timeout.
+const CHECK_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A disk with less room than this cannot take a batch.
+const LEAST_FREE_BYTES: u64 = 1 << 20;
+
+fn check_free_space(path: &Path) -> anyhow::Result<()> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let stat = rustix::fs::statvfs(folder)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot read the free space of {}", folder.display()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < LEAST_FREE_BYTES {
+        bail!("the disk holding {} is full", folder.display());
+    }
+    Ok(())
 }
 
 fn insert_batch(

@@ -97,6 +97,9 @@ pub struct Metrics {
     events_per_object: Histograms<SinkLabel>,
     dead_letters: Family<DeadLetterLabels, Counter>,
     in_flight: Gauge,
+    withheld_headers: Counter,
+    budget_bytes: Gauge,
+    budget_reserved: Gauge,
     /// Present only with OIDC authentication.
     keys_age: Option<Gauge<f64, AtomicU64>>,
 }
@@ -128,6 +131,9 @@ impl Metrics {
             ]),
             dead_letters: Family::default(),
             in_flight: Gauge::default(),
+            withheld_headers: Counter::default(),
+            budget_bytes: Gauge::default(),
+            budget_reserved: Gauge::default(),
             keys_age: oidc.then(|| {
                 let age = Gauge::default();
                 age.set(f64::NAN);
@@ -184,6 +190,21 @@ impl Metrics {
             "in_flight_pushes",
             "Push requests being handled now",
             metrics.in_flight.clone(),
+        );
+        registry.register(
+            "withheld_headers",
+            "Headers of unwrapped pushes not kept as attributes because their names look like credentials (see --keep-header)",
+            metrics.withheld_headers.clone(),
+        );
+        registry.register(
+            "push_memory_budget_bytes",
+            "The memory pushes in flight may hold (--memory-budget-mb)",
+            metrics.budget_bytes.clone(),
+        );
+        registry.register(
+            "push_memory_reserved_bytes",
+            "The memory pushes in flight hold now, as they reserved it",
+            metrics.budget_reserved.clone(),
         );
         if let Some(age) = &metrics.keys_age {
             registry.register(
@@ -286,6 +307,18 @@ impl Metrics {
             self.in_flight.inc();
             InFlight(self.in_flight.clone())
         })
+    }
+
+    pub fn withheld_headers(&self, count: usize) {
+        if self.enabled {
+            self.withheld_headers.inc_by(count as u64);
+        }
+    }
+
+    /// The memory budget and what is reserved of it, as of a scrape.
+    pub fn set_budget(&self, total: usize, reserved: usize) {
+        self.budget_bytes.set(total as i64);
+        self.budget_reserved.set(reserved as i64);
     }
 
     pub fn set_keys_age(&self, age: Option<Duration>) {

@@ -4,6 +4,7 @@
 //! own request log line up in the console. [`metrics`] serves Prometheus.
 
 pub mod metrics;
+pub mod said;
 pub mod trace;
 
 use std::fmt;
@@ -54,6 +55,7 @@ pub fn init(format: LogFormat, project: Option<String>, to: LogTo) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(terminal)
+                    .with_target(false)
                     .with_writer(writer),
             )
             .try_init(),

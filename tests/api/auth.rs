@@ -4,9 +4,9 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::front_end::FrontEnd;
-use crate::helpers::*;
-use crate::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims, now};
+use crate::support::front_end::FrontEnd;
+use crate::support::oidc::{AUDIENCE, JwksServer, PUSHER, TestKey, google_claims, now};
+use crate::support::*;
 
 async fn spawn_oidc_app(jwks: &JwksServer) -> TestApp {
     spawn_oidc_app_with(jwks, &[]).await
@@ -166,6 +166,12 @@ async fn every_kind_of_bad_token_is_refused_with_the_right_status() {
             bearer(key.sign(&claims_with(json!({"exp": null})))),
             401,
             "no exp",
+        ),
+        (
+            "exp before 1970",
+            bearer(key.sign(&claims_with(json!({"exp": -1})))),
+            401,
+            "token has expired",
         ),
         (
             "alg none",

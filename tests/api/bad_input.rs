@@ -1,6 +1,6 @@
 //! Requests that are not Pub/Sub push envelopes get a 4xx with a JSON body naming the problem.
 
-use crate::helpers::*;
+use crate::support::*;
 
 async fn rejected(app: &TestApp, body: &str, expected_status: u16) -> serde_json::Value {
     json_body(
@@ -17,7 +17,7 @@ async fn envelope_problems_are_400_with_the_problem_named() {
     let cases = [
         (
             "not json at all",
-            "body is not a Pub/Sub push envelope: it is not JSON (expected ident at line 1 column 2)",
+            "body is not a Pub/Sub push envelope: it is not JSON: a value is expected here and something else is (line 1, column 2, byte 1)",
         ),
         ("[1,2]", "body: must be an object, not an array"),
         (r#"{"hello": "world"}"#, "body: has no `message`"),

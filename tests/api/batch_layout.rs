@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const BATCH: &[&str] = &["--landing-layout", "batch"];
 

@@ -6,7 +6,7 @@
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn payment() -> Value {
     json!({
@@ -320,7 +320,7 @@ fn broken_catalogs() -> Vec<Broken> {
         Broken {
             name: "not JSON",
             files: vec![("order.json", "{\"type\": \"object\",".into())],
-            expected: "order.json#: not JSON: EOF while parsing",
+            expected: "order.json: not JSON: EOF while parsing",
         },
         Broken {
             name: "not a valid 2020-12 schema",
@@ -626,6 +626,19 @@ fn schema_check_names_what_serve_would_add_or_refuse_in_the_embedded_warehouse()
             && stderr.contains(
                 "column order.total_amount is REAL in the database, the catalog makes it TEXT"
             ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_schemas_folder_that_is_not_there_is_named_as_a_folder() {
+    let missing = tempfile::tempdir().unwrap().path().join("nowhere");
+    let missing = missing.to_str().unwrap();
+    let output = landfall(&["schema", "check", "--schemas", missing]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("  {missing}: no such folder\n")),
         "{stderr}"
     );
 }

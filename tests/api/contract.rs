@@ -2,8 +2,8 @@
 //! requests from `openapi/landfall.yaml` (valid ones and ones that break it) and runs every
 //! check it has against the real binary, for `SCHEMATHESIS_SECONDS` (default 90).
 
-use crate::helpers::Binary;
-use crate::tools::tool;
+use crate::support::Binary;
+use crate::support::tools::tool;
 
 #[test]
 fn the_server_keeps_the_openapi_contract_under_every_schemathesis_check() {

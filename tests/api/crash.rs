@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::helpers::event_object;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::helpers::*;
+use crate::support::app::{assert_no_row_without_its_object, batch_lines, landed_files};
+use crate::support::*;
 
 const MESSAGES: usize = 3000;
 const CLIENTS: usize = 24;
@@ -100,26 +100,6 @@ async fn push_all(
     Arc::try_unwrap(acked).unwrap().into_inner()
 }
 
-/// Every file under the landing folder, by its object name, but for the layout record.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().map(Result::unwrap) {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                let name = path.strip_prefix(root).unwrap().display().to_string();
-                if name != "output/_landfall/layout.json" {
-                    found.insert(name, std::fs::read(&path).unwrap());
-                }
-            }
-        }
-    }
-    found
-}
-
 fn row_ids(data_dir: &Path, table: &str) -> Vec<String> {
     let db = rusqlite::Connection::open(data_dir.join("warehouse.db")).unwrap();
     let mut statement = db
@@ -153,7 +133,7 @@ async fn sigkill_mid_load_loses_no_ack_leaves_nothing_partial_and_redelivery_is_
         "killed mid-load: {} acks",
         acked.len()
     );
-    let landed = files(&landing);
+    let landed = landed_files(&landing);
     for (name, bytes) in &landed {
         let message = by_object.get(name.as_str()).unwrap_or_else(|| {
             panic!("{name} is not a message's object: a partial or temporary file")
@@ -176,6 +156,7 @@ async fn sigkill_mid_load_loses_no_ack_leaves_nothing_partial_and_redelivery_is_
             message.id
         );
     }
+    assert_no_row_without_its_object(data_dir.path());
 
     let landfall = Binary::start(&["--data-dir", data], &quiet);
     let redelivered = push_all(&landfall.address, &messages, None).await;
@@ -186,7 +167,7 @@ async fn sigkill_mid_load_loses_no_ack_leaves_nothing_partial_and_redelivery_is_
         MESSAGES,
         "every redelivery is acknowledged"
     );
-    let landed = files(&landing);
+    let landed = landed_files(&landing);
     assert_eq!(
         landed.len(),
         MESSAGES,
@@ -212,6 +193,7 @@ async fn sigkill_mid_load_loses_no_ack_leaves_nothing_partial_and_redelivery_is_
             "{event_type}: one row per message"
         );
     }
+    assert_no_row_without_its_object(data_dir.path());
 }
 
 /// Every line of every batch object: each object must be complete (only whole lines, the
@@ -220,15 +202,8 @@ fn lines(files: &BTreeMap<String, Vec<u8>>) -> Vec<(String, serde_json::Value)> 
     let mut lines = Vec::new();
     for (name, body) in files {
         assert!(name.ends_with(".jsonl"), "{name} is not a batch object");
-        assert_eq!(
-            body.last(),
-            Some(&b'\n'),
-            "{name} is torn: no final newline"
-        );
-        for line in body[..body.len() - 1].split(|b| *b == b'\n') {
-            let value: serde_json::Value = serde_json::from_slice(line)
-                .unwrap_or_else(|e| panic!("{name} holds a torn line: {e}"));
-            lines.push((name.clone(), value));
+        for line in batch_lines(name, body) {
+            lines.push((name.clone(), line));
         }
     }
     lines
@@ -259,7 +234,7 @@ async fn in_the_batch_layout_sigkill_mid_load_loses_no_ack_and_leaves_only_compl
         "killed mid-load: {} acks",
         acked.len()
     );
-    let landed = lines(&files(&landing));
+    let landed = lines(&landed_files(&landing));
     let rows: BTreeSet<String> = ["inventory", "user_activity"]
         .iter()
         .flat_map(|t| row_ids(data_dir.path(), t))
@@ -285,6 +260,7 @@ async fn in_the_batch_layout_sigkill_mid_load_loses_no_ack_and_leaves_only_compl
         assert!(lined.contains(id), "acked {id} has no line");
         assert!(rows.contains(id), "acked {id} has no row");
     }
+    assert_no_row_without_its_object(data_dir.path());
 
     let landfall = Binary::start(&flags, &quiet);
     let redelivered = push_all(&landfall.address, &messages, None).await;
@@ -295,7 +271,7 @@ async fn in_the_batch_layout_sigkill_mid_load_loses_no_ack_and_leaves_only_compl
         MESSAGES,
         "every redelivery is acknowledged"
     );
-    let landed = lines(&files(&landing));
+    let landed = lines(&landed_files(&landing));
     let lined: BTreeSet<&str> = landed
         .iter()
         .map(|(_, l)| l["message_id"].as_str().unwrap())
@@ -313,4 +289,5 @@ async fn in_the_batch_layout_sigkill_mid_load_loses_no_ack_and_leaves_only_compl
             "{event_type}: one row per message, however many lines"
         );
     }
+    assert_no_row_without_its_object(data_dir.path());
 }

@@ -4,7 +4,7 @@
 use rusqlite::types::Value as SqlValue;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn order(id: &str, date: &str, status: &str, items: &[(&str, i64)]) -> Vec<u8> {
     let items: Vec<_> = items

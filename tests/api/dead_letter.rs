@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn valid_order() -> Value {
     serde_json::from_slice(&fixture_data("order.json")).unwrap()

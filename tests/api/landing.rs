@@ -2,7 +2,7 @@
 
 use rusqlite::types::Value as SqlValue;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn an_order_lands_as_its_exact_bytes_and_one_typed_row() {

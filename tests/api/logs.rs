@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::support::*;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -121,9 +121,9 @@ async fn a_rejected_token_is_logged_without_the_token() {
             "--auth",
             "oidc",
             "--oidc-audience",
-            crate::oidc::AUDIENCE,
+            crate::support::oidc::AUDIENCE,
             "--oidc-allowed-email",
-            crate::oidc::PUSHER,
+            crate::support::oidc::PUSHER,
             "--oidc-jwks-url",
             "http://127.0.0.1:9/certs",
         ],

@@ -10,21 +10,20 @@ mod crash;
 mod credentials;
 mod curated;
 mod dead_letter;
+mod docs;
+mod durability;
+mod edge;
 mod errors;
-#[path = "../support/front_end.rs"]
-mod front_end;
 mod health;
-mod helpers;
 mod landing;
 mod logs;
 mod metrics;
-#[path = "../support/oidc.rs"]
-mod oidc;
 mod one_fate;
+mod operator;
 mod properties;
 mod redelivery;
 mod repair;
 mod resilience;
 mod startup;
-#[path = "../support/tools.rs"]
-mod tools;
+#[path = "../support/mod.rs"]
+mod support;

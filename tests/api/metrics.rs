@@ -2,21 +2,21 @@
 //! Prometheus client's parser accepts.
 
 use crate::auth::spawn_oidc_app_with;
-use crate::helpers::*;
-use crate::oidc::{AUDIENCE, JwksServer, TestKey, google_claims};
+use crate::support::oidc::{AUDIENCE, JwksServer, TestKey, google_claims};
+use crate::support::*;
 
 #[tokio::test]
 async fn a_known_mix_of_pushes_is_counted_exactly() {
     let key = TestKey::generate("k1");
     let jwks = JwksServer::start(vec![key.jwk.clone()], true).await;
-    // One request at a time, and slow enough batches that a second one finds the first still in.
+    // One request at a time; a push waits for a held warehouse as long as the test holds it.
     let app = spawn_oidc_app_with(
         &jwks,
         &[
             "--max-concurrency",
             "1",
-            "--batch-linger-ms",
-            "300",
+            "--sqlite-busy-timeout-ms",
+            "30000",
             "--max-body-bytes",
             "4096",
         ],
@@ -60,15 +60,17 @@ async fn a_known_mix_of_pushes_is_counted_exactly() {
     let stranger = key.sign(
         &serde_json::json!({"email": "someone@else.iam.gserviceaccount.com",
         "email_verified": true, "iss": "https://accounts.google.com", "aud": AUDIENCE,
-        "iat": crate::oidc::now(), "exp": crate::oidc::now() + 3600}),
+        "iat": crate::support::oidc::now(), "exp": crate::support::oidc::now() + 3600}),
     );
     assert_eq!(
         push(fixture("order.json"), format!("Bearer {stranger}")).await,
         403
     );
+    let lock = crate::support::app::WarehouseLock::take(app.data_dir.path());
     let slow = tokio::spawn(push(fixture("user-activity.json"), token.clone()));
     app.wait_for_in_flight(1.0).await;
     assert_eq!(push(fixture("inventory.json"), token.clone()).await, 429);
+    lock.release();
     assert_eq!(slow.await.unwrap(), 200);
 
     let samples = app.scrape().await;

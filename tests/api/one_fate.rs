@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn a_restart_with_another_partition_time_or_layout_is_refused_naming_the_setting() {

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -1,19 +1,46 @@
-//! Pub/Sub delivers at least once: however often a message comes, one file and one row.
+//! Pub/Sub delivers at least once: however often a message comes, one file and one row, and
+//! a redelivery writes neither again.
 
-use crate::helpers::*;
+use std::os::unix::fs::MetadataExt;
+
+use crate::support::*;
+
+/// What would change if a file were written again: its inode, and its times.
+fn identity(path: &std::path::Path) -> (u64, i64, i64, i64, i64) {
+    let m = std::fs::metadata(path).unwrap();
+    (
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
+}
 
 #[tokio::test]
 async fn a_redelivered_message_is_acked_as_a_duplicate_and_written_once() {
     let app = spawn_app().await;
+    let object = "output/order/2026/11/25/09/14/order_20261125091403_1000001.json";
 
     let first = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    let file = identity(&app.landing_root().join(object));
+    let row = app.query("SELECT rowid, received_at FROM \"order\"");
     let second = json_body(app.push_fixture("order.json").await, "/push", 200).await;
 
     assert_eq!(first["duplicate"], false);
     assert_eq!(second["duplicate"], true);
     assert_eq!(second["landing_uri"], first["landing_uri"]);
-    assert_eq!(app.landed_objects().len(), 1);
-    assert_eq!(app.count("order"), 1);
+    assert_eq!(app.landed_objects(), [object]);
+    assert_eq!(
+        identity(&app.landing_root().join(object)),
+        file,
+        "the file was not written again"
+    );
+    assert_eq!(
+        app.query("SELECT rowid, received_at FROM \"order\""),
+        row,
+        "the row was not written again"
+    );
     app.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// The order catalog as it was before `delivered` became a status: the incident's catalog.
 fn catalog_without_delivered() -> tempfile::TempDir {

@@ -1,7 +1,8 @@
 //! Failure paths: a sink that cannot write nacks (and the redelivery heals it), overload is
 //! refused at once, and a stop signal drains what is in flight.
 
-use crate::helpers::*;
+use crate::support::app::WarehouseLock;
+use crate::support::*;
 
 #[tokio::test]
 async fn a_locked_warehouse_nacks_and_the_redelivery_lands_exactly_once() {
@@ -51,9 +52,16 @@ async fn a_landing_folder_that_cannot_be_written_nacks_until_it_can() {
 }
 
 #[tokio::test]
-async fn requests_beyond_the_concurrency_limit_get_429_at_once() {
-    // A long linger keeps the first request in flight while the second arrives.
-    let app = spawn_app_with(&["--max-concurrency", "1", "--batch-linger-ms", "1000"]).await;
+async fn requests_beyond_the_concurrency_limit_are_refused_429_with_retry_after() {
+    let app = spawn_app_with(&[
+        "--max-concurrency",
+        "1",
+        "--sqlite-busy-timeout-ms",
+        "30000",
+    ])
+    .await;
+    // The warehouse held: the first push stays in flight while the second arrives.
+    let lock = WarehouseLock::take(app.data_dir.path());
     let first = tokio::spawn({
         let client = app.client.clone();
         let url = format!("{}/push", app.address);
@@ -72,19 +80,24 @@ async fn requests_beyond_the_concurrency_limit_get_429_at_once() {
     assert_eq!(second.headers()["retry-after"], "1");
     let error = json_body(second, "/push", 429).await;
     assert_eq!(error["error"], "overloaded");
-
-    json_body(first.await.unwrap(), "/push", 200).await;
-    assert_eq!(app.count("inventory"), 0);
     // Health probes are not subject to the push limit.
     assert_eq!(app.get("/healthz").await.status(), 200);
+
+    lock.release();
+    json_body(first.await.unwrap(), "/push", 200).await;
+    assert_eq!(app.count("inventory"), 0);
     app.stop().await;
 }
 
 #[tokio::test]
-async fn sigterm_drains_a_pending_batch_then_exits_zero() {
+async fn sigterm_drains_a_pending_push_then_exits_zero() {
     let data_dir = tempfile::tempdir().unwrap();
     let data = data_dir.path().to_str().unwrap();
-    let mut landfall = Binary::start(&["--batch-linger-ms", "1500", "--data-dir", data], &[]);
+    let mut landfall = Binary::start(
+        &["--sqlite-busy-timeout-ms", "30000", "--data-dir", data],
+        &[("RUST_LOG", "info")],
+    );
+    let lock = WarehouseLock::take(data_dir.path());
     let push = tokio::spawn(
         reqwest::Client::new()
             .post(landfall.url("/push"))
@@ -94,6 +107,8 @@ async fn sigterm_drains_a_pending_batch_then_exits_zero() {
     landfall.wait_for_in_flight(1.0).await;
 
     landfall.send("TERM");
+    landfall.wait_for_log(|l| l["message"] == "stop signal received");
+    lock.release();
 
     let response = push.await.unwrap().unwrap();
     assert_eq!(

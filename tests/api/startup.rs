@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use crate::helpers::Binary;
-use crate::oidc::{AUDIENCE, PUSHER, TestKey};
+use crate::support::Binary;
+use crate::support::oidc::{AUDIENCE, PUSHER, TestKey};
 
 #[test]
 fn production_google_clients_build_and_the_service_starts() {
@@ -40,8 +40,7 @@ fn production_google_clients_build_and_the_service_starts() {
     landfall.send("TERM");
     let mut landfall = landfall;
     let status = landfall.wait();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut landfall.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = landfall.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(status.success(), "exit {status}: {stderr}");
 }

@@ -3,13 +3,11 @@
 //! acknowledges nothing whose object is not there, and redelivery lands everything.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::emulators::{BigQuery, Gcs};
-use crate::helpers::{TestApp, envelope};
-use crate::{SERIAL, apply_schema, spawn_google_app_with};
+use crate::support::emulators::Google;
+use crate::support::{TestApp, envelope};
 
 const BATCH: &[&str] = &["--landing-layout", "batch"];
 
@@ -41,15 +39,11 @@ fn id(i: usize) -> String {
 
 /// Every line in the bucket, by message id, with the objects holding it. Each object must be
 /// complete: only whole lines, the last one ended.
-fn lines(gcs: &Gcs) -> BTreeMap<String, Vec<(String, Value)>> {
+fn lines(google: &Google) -> BTreeMap<String, Vec<(String, Value)>> {
     let mut by_id: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
-    for name in gcs.objects() {
+    for name in google.objects() {
         assert!(name.ends_with(".jsonl"), "{name}");
-        let body = gcs.object(&name);
-        assert_eq!(body.last(), Some(&b'\n'), "{name} is torn");
-        for line in body[..body.len() - 1].split(|b| *b == b'\n') {
-            let value: Value =
-                serde_json::from_slice(line).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for value in crate::support::app::batch_lines(&name, &google.object(&name)) {
             let id = value["message_id"].as_str().unwrap().to_string();
             by_id.entry(id).or_default().push((name.clone(), value));
         }
@@ -57,13 +51,13 @@ fn lines(gcs: &Gcs) -> BTreeMap<String, Vec<(String, Value)>> {
     by_id
 }
 
-/// Pushes messages `range` with `concurrency` at once; the acks of those answered 200.
+/// Pushes these messages with `concurrency` at once; the acks of those answered 200.
 async fn push(
     app: &TestApp,
-    range: std::ops::Range<usize>,
+    messages: impl IntoIterator<Item = usize>,
     concurrency: usize,
 ) -> BTreeMap<String, Value> {
-    let pushes = futures::stream::iter(range.map(|i| {
+    let pushes = futures::stream::iter(messages.into_iter().map(|i| {
         let body = envelope(&id(i), &payload(i).0).to_string();
         let app = &app;
         async move {
@@ -84,26 +78,35 @@ async fn push(
         .collect()
 }
 
-async fn rows(bigquery: &BigQuery, table: &str) -> BTreeMap<String, (i64, String)> {
-    bigquery
-        .query(&format!("SELECT message_id, COUNT(*), ANY_VALUE(landing_uri) FROM raw.`{table}` GROUP BY message_id"))
+async fn rows(google: &Google, table: &str) -> BTreeMap<String, (i64, String)> {
+    google
+        .query(&format!(
+            "SELECT message_id, COUNT(*), ANY_VALUE(landing_uri) FROM {} GROUP BY message_id",
+            google.table(table)
+        ))
         .await
         .into_iter()
         .map(|r| {
             let id = r[0].as_str().unwrap().to_string();
-            (id, (r[1].as_str().unwrap().parse().unwrap(), r[2].as_str().unwrap().to_string()))
+            (
+                id,
+                (
+                    r[1].as_str().unwrap().parse().unwrap(),
+                    r[2].as_str().unwrap().to_string(),
+                ),
+            )
         })
         .collect()
 }
 
 /// Every message in exactly the lines and rows it should be: its bytes, its folder, one row
 /// naming an object that holds it.
-async fn assert_landed(gcs: &Gcs, bigquery: &BigQuery, messages: usize) {
-    let lines = lines(gcs);
+async fn assert_landed(google: &Google, messages: usize) {
+    let lines = lines(google);
     assert_eq!(lines.len(), messages, "every message has a line");
     let mut rows_by_table = BTreeMap::new();
     for table in ["inventory", "user_activity", "dead_letter"] {
-        rows_by_table.insert(table, rows(bigquery, table).await);
+        rows_by_table.insert(table, rows(google, table).await);
     }
     for i in 0..messages {
         let (data, table) = payload(i);
@@ -122,7 +125,7 @@ async fn assert_landed(gcs: &Gcs, bigquery: &BigQuery, messages: usize) {
         }
         let (count, uri) = &rows_by_table[table][&id(i)];
         assert_eq!(*count, 1, "{}: one row", id(i));
-        let named = uri.strip_prefix("gs://landing/").unwrap();
+        let named = uri.strip_prefix(&google.base_uri()).unwrap();
         assert!(
             held.iter().any(|(o, _)| o == named),
             "{}: its row names an object without its line",
@@ -133,49 +136,49 @@ async fn assert_landed(gcs: &Gcs, bigquery: &BigQuery, messages: usize) {
 
 #[tokio::test]
 async fn thousands_of_concurrent_pushes_land_in_a_few_objects_and_one_row_each() {
-    const MESSAGES: usize = 2000;
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let app = spawn_google_app_with(&gcs, &bigquery, BATCH).await;
+    const MESSAGES: usize = 1000;
+    let google = Google::new().await;
+    let app = google.app(BATCH).await;
 
     let acked = push(&app, 0..MESSAGES, 500).await;
 
     assert_eq!(acked.len(), MESSAGES);
-    let objects = gcs.objects().len();
-    assert!(objects <= 60, "{objects} objects for {MESSAGES} messages");
-    let lines = lines(&gcs);
+    let objects = google.objects().len();
+    assert!(objects <= 40, "{objects} objects for {MESSAGES} messages");
+    let lines = lines(&google);
     assert!(
         lines.values().all(|held| held.len() == 1),
         "one line per message on first delivery"
     );
     for (id, ack) in &acked {
         let (object, _) = &lines[id][0];
-        assert_eq!(ack["landing_uri"], format!("gs://landing/{object}"), "{id}");
+        assert_eq!(
+            ack["landing_uri"],
+            format!("{}{object}", google.base_uri()),
+            "{id}"
+        );
         assert_eq!(
             ack["duplicate"], false,
             "BigQuery cannot tell, so never a duplicate"
         );
     }
-    assert_landed(&gcs, &bigquery, MESSAGES).await;
+    assert_landed(&google, MESSAGES).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_bucket_outage_mid_load_acknowledges_nothing_without_its_object() {
-    const MESSAGES: usize = 1200;
-    let _turn = SERIAL.lock().await;
-    let (mut gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
+    const MESSAGES: usize = 300;
+    let google = Google::private().await;
     let flags = [BATCH, &["--landing-batch-linger-ms", "100"]].concat();
-    let app = spawn_google_app_with(&gcs, &bigquery, &flags).await;
+    let app = google.app(&flags).await;
 
     let before = push(&app, 0..MESSAGES / 3, 200).await;
-    gcs.stop();
+    google.gcs.stop();
     let during = push(&app, MESSAGES / 3..MESSAGES, 200).await;
     let refused = MESSAGES - MESSAGES / 3 - during.len();
     assert!(refused > 0, "pushes during the outage were answered 503");
-    gcs.restart().await;
+    google.gcs.restart().await;
 
     // Redelivery, as Pub/Sub would: everything not acknowledged, until all are.
     let mut acked: BTreeSet<String> = before.keys().chain(during.keys()).cloned().collect();
@@ -184,24 +187,17 @@ async fn a_bucket_outage_mid_load_acknowledges_nothing_without_its_object() {
             break;
         }
         let missing: Vec<usize> = (0..MESSAGES).filter(|i| !acked.contains(&id(*i))).collect();
-        for i in missing {
-            acked.extend(push(&app, i..i + 1, 1).await.into_keys());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        acked.extend(push(&app, missing, 200).await.into_keys());
     }
     assert_eq!(acked.len(), MESSAGES, "everything lands after redelivery");
     // Every ack before the outage still holds: its object is there with its line.
-    let lines = lines(&gcs);
+    let lines = lines(&google);
     for (id, ack) in &before {
-        let object = ack["landing_uri"]
-            .as_str()
-            .unwrap()
-            .strip_prefix("gs://landing/")
-            .unwrap();
+        let object = google.object_of(ack);
         assert!(
-            lines[id].iter().any(|(o, _)| o == object),
+            lines[id].iter().any(|(o, _)| *o == object),
             "acked {id} without its object"
         );
     }
-    assert_landed(&gcs, &bigquery, MESSAGES).await;
+    assert_landed(&google, MESSAGES).await;
 }

@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::emulators::{BigQuery, Gcs, PROJECT};
-use crate::helpers::{
-    catalog_dir, catalog_fixture, envelope, fixture_data, json_body, shipped_schema,
+use crate::support::emulators::{Google, PROJECT};
+use crate::support::{
+    catalog_dir, catalog_fixture, envelope, fixture_data, json_body, shipped_catalog_with,
+    shipped_schema,
 };
-use crate::{SERIAL, apply_schema, apply_schema_with, spawn_google_app_with};
 
 fn payment() -> Value {
     json!({
@@ -24,14 +24,7 @@ fn payment() -> Value {
 fn catalog_with_coupon() -> tempfile::TempDir {
     let mut order = shipped_schema("order");
     order["properties"]["coupon"] = json!({"type": "string", "description": "Coupon code."});
-    catalog_dir(&[
-        ("order.json", order.to_string()),
-        ("inventory.json", shipped_schema("inventory").to_string()),
-        (
-            "user_activity.json",
-            shipped_schema("user_activity").to_string(),
-        ),
-    ])
+    shipped_catalog_with("order", order)
 }
 
 fn order_with_coupon() -> String {
@@ -42,21 +35,20 @@ fn order_with_coupon() -> String {
 
 #[tokio::test]
 async fn a_catalog_type_gets_its_partitioned_clustered_table_and_typed_rows() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
+    let google = Google::bare().await;
     let catalog = catalog_dir(&[("payment.json", catalog_fixture("payment").to_string())]);
     let schemas = catalog.path().to_str().unwrap();
 
-    let report = apply_schema_with(&bigquery, &["--schemas", schemas]);
+    let report = google.apply(&["--schemas", schemas]);
 
     assert!(
-        report.contains(&format!("table {PROJECT}.raw.payment: created")),
+        report.contains(&format!("table {PROJECT}.{}.payment: created", google.raw)),
         "{report}"
     );
-    let table = bigquery.table("payment").await;
+    let table = google.table_resource("payment").await;
     assert_eq!(table["timePartitioning"]["field"], "paid_at");
     assert_eq!(table["clustering"]["fields"], json!(["method", "order_id"]));
-    let app = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    let app = google.app(&["--schemas", schemas]).await;
     let data = payment().to_string();
     json_body(
         app.push_json(&envelope("9001", data.as_bytes())).await,
@@ -76,12 +68,13 @@ async fn a_catalog_type_gets_its_partitioned_clustered_table_and_typed_rows() {
     assert_eq!(refused["outcome"], "dead_lettered");
 
     let object = "output/payment/2026/11/25/10/30/payment_20261125103000_9001.json";
-    assert_eq!(gcs.object(object), data.as_bytes());
-    let rows = bigquery
-        .query(
+    assert_eq!(google.object(object), data.as_bytes());
+    let rows = google
+        .query(&format!(
             "SELECT amount = CAST('25.5' AS NUMERIC), installments, captured, settled_on, fee_ratio, \
-             card.last4, tags[OFFSET(1)], refunds[OFFSET(0)].at, paid_at FROM raw.payment",
-        )
+             card.last4, tags[OFFSET(1)], refunds[OFFSET(0)].at, paid_at FROM {}",
+            google.table("payment")
+        ))
         .await;
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
@@ -96,8 +89,11 @@ async fn a_catalog_type_gets_its_partitioned_clustered_table_and_typed_rows() {
         row[7].is_string() && row[8].is_string(),
         "timestamps: {row:?}"
     );
-    let dead = bigquery
-        .query("SELECT message_id, event_type, reason FROM raw.dead_letter")
+    let dead = google
+        .query(&format!(
+            "SELECT message_id, event_type, reason FROM {}",
+            google.table("dead_letter")
+        ))
         .await;
     assert_eq!(
         dead,
@@ -112,29 +108,28 @@ async fn a_catalog_type_gets_its_partitioned_clustered_table_and_typed_rows() {
 
 #[tokio::test]
 async fn a_field_added_to_order_becomes_a_column_on_schema_apply() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let before = spawn_google_app_with(&gcs, &bigquery, &[]).await;
+    let google = Google::new().await;
+    let before = google.app(&[]).await;
     json_body(before.push_fixture("order.json").await, "/push", 200).await;
     before.stop().await;
     let catalog = catalog_with_coupon();
     let schemas = catalog.path().to_str().unwrap();
 
-    let report = apply_schema_with(&bigquery, &["--schemas", schemas]);
+    let report = google.apply(&["--schemas", schemas]);
 
+    let raw = &google.raw;
     assert!(
         report.contains(&format!(
-            "table {PROJECT}.raw.order: added columns coupon\n"
+            "table {PROJECT}.{raw}.order: added columns coupon\n"
         )),
         "{report}"
     );
-    let again = apply_schema_with(&bigquery, &["--schemas", schemas]);
+    let again = google.apply(&["--schemas", schemas]);
     assert!(
-        again.contains(&format!("table {PROJECT}.raw.order: up to date")),
+        again.contains(&format!("table {PROJECT}.{raw}.order: up to date")),
         "{again}"
     );
-    let coupon = bigquery.table("order").await["schema"]["fields"]
+    let coupon = google.table_resource("order").await["schema"]["fields"]
         .as_array()
         .unwrap()
         .iter()
@@ -142,7 +137,7 @@ async fn a_field_added_to_order_becomes_a_column_on_schema_apply() {
         .cloned()
         .unwrap();
     assert_eq!(coupon["mode"], "NULLABLE");
-    let after = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    let after = google.app(&["--schemas", schemas]).await;
     json_body(
         after
             .push_json(&envelope("2", order_with_coupon().as_bytes()))
@@ -151,8 +146,11 @@ async fn a_field_added_to_order_becomes_a_column_on_schema_apply() {
         200,
     )
     .await;
-    let rows = bigquery
-        .query("SELECT message_id, coupon FROM raw.`order` ORDER BY message_id")
+    let rows = google
+        .query(&format!(
+            "SELECT message_id, coupon FROM {} ORDER BY message_id",
+            google.table("order")
+        ))
         .await;
     assert_eq!(
         rows,
@@ -166,14 +164,12 @@ async fn a_field_added_to_order_becomes_a_column_on_schema_apply() {
 
 #[tokio::test]
 async fn a_deploy_ahead_of_schema_apply_never_dead_letters_a_valid_event() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
+    let google = Google::new().await;
     let catalog = catalog_with_coupon();
     let schemas = catalog.path().to_str().unwrap();
 
     // The new build starts against the old tables: it adds the column itself.
-    let app = spawn_google_app_with(&gcs, &bigquery, &["--schemas", schemas]).await;
+    let app = google.app(&["--schemas", schemas]).await;
     json_body(
         app.push_json(&envelope("1", order_with_coupon().as_bytes()))
             .await,
@@ -184,29 +180,17 @@ async fn a_deploy_ahead_of_schema_apply_never_dead_letters_a_valid_event() {
 
     // The table falls behind while it runs (recreated without the column): the push is not
     // acknowledged, the column comes back, and the redelivery lands.
-    let url = format!(
-        "{}/bigquery/v2/projects/{PROJECT}/datasets/raw/tables",
-        bigquery.url()
-    );
-    let client = reqwest::Client::new();
-    client.delete(format!("{url}/order")).send().await.unwrap();
     let shipped =
         landfall::schema::Catalog::load(&landfall::schema::CatalogSource::Shipped).unwrap();
     let old = landfall::schema::bigquery::api_table(
         PROJECT,
-        "raw",
+        &google.raw,
         &shipped.event_type("order").unwrap().table,
     );
-    assert!(
-        client
-            .post(&url)
-            .json(&old)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    google
+        .bigquery
+        .replace_table(&google.raw, "order", &old)
+        .await;
     let behind = json_body(
         app.push_json(&envelope("2", order_with_coupon().as_bytes()))
             .await,
@@ -224,12 +208,15 @@ async fn a_deploy_ahead_of_schema_apply_never_dead_letters_a_valid_event() {
     .await;
     assert_eq!(redelivered["outcome"], "landed");
 
-    let rows = bigquery
-        .query("SELECT message_id, coupon FROM raw.`order`")
+    let rows = google
+        .query(&format!(
+            "SELECT message_id, coupon FROM {}",
+            google.table("order")
+        ))
         .await;
     assert_eq!(rows, vec![vec![json!("2"), json!("BLACKFRIDAY")]]);
     assert_eq!(
-        bigquery.count("SELECT COUNT(*) FROM raw.dead_letter").await,
+        google.rows("dead_letter").await,
         0,
         "nothing valid was dead-lettered"
     );

@@ -4,10 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::emulators::{BigQuery, Gcs, PROJECT};
-use crate::helpers::{catalog_dir, envelope, fixture_data, json_body, shipped_schema};
-use crate::tools::tool;
-use crate::{SERIAL, apply_schema, apply_schema_with, spawn_google_app_with};
+use crate::support::emulators::{Google, PROJECT};
+use crate::support::tools::tool;
+use crate::support::{envelope, fixture_data, json_body, shipped_catalog_with, shipped_schema};
 use landfall::schema::curated::{self, Dialect};
 use landfall::schema::{Catalog, CatalogSource, ColumnType, Mode};
 
@@ -35,25 +34,25 @@ fn cells(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn schema_apply_makes_views_that_read_the_latest_version_and_its_items() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    let first = apply_schema(&bigquery);
+    let google = Google::bare().await;
+    let curated = google.curated.clone();
+    let first = google.apply(&[]);
     assert!(
-        first.contains(&format!("dataset {PROJECT}.curated: created")),
+        first.contains(&format!("dataset {PROJECT}.{curated}: created")),
         "{first}"
     );
     assert!(
-        first.contains(&format!("view {PROJECT}.curated.order_items: created")),
+        first.contains(&format!("view {PROJECT}.{curated}.order_items: created")),
         "{first}"
     );
-    let second = apply_schema(&bigquery);
+    let second = google.apply(&[]);
     for line in second.lines() {
         assert!(
             line.ends_with(": exists") || line.ends_with(": up to date"),
             "a second apply changes nothing: {line}"
         );
     }
-    let app = spawn_google_app_with(&gcs, &bigquery, &[]).await;
+    let app = google.app(&[]).await;
     let pushes = [
         (
             "1",
@@ -91,22 +90,34 @@ async fn schema_apply_makes_views_that_read_the_latest_version_and_its_items() {
         json_body(app.push_json(&envelope(id, data)).await, "/push", 200).await;
     }
     // A duplicate in the raw layer, as BigQuery alone or a batch redelivery can leave.
-    bigquery
-        .query("INSERT INTO raw.`order` SELECT * FROM raw.`order` WHERE message_id = '3'")
+    let (order, view) = (google.table("order"), |name: &str| google.view(name));
+    google
+        .query(&format!(
+            "INSERT INTO {order} SELECT * FROM {order} WHERE message_id = '3'"
+        ))
         .await;
-    assert_eq!(bigquery.count("SELECT COUNT(*) FROM raw.`order`").await, 5);
+    assert_eq!(google.rows("order").await, 5);
 
     assert_eq!(
-        bigquery.count("SELECT COUNT(*) FROM curated.`order`").await,
+        google
+            .count(&format!("SELECT COUNT(*) FROM {}", view("order")))
+            .await,
         4,
         "one row per message"
     );
     assert_eq!(
-        cells(bigquery.query("SELECT order_id, status, message_id FROM curated.order_latest ORDER BY order_id").await),
+        cells(
+            google
+                .query(&format!(
+                    "SELECT order_id, status, message_id FROM {} ORDER BY order_id",
+                    view("order_latest")
+                ))
+                .await
+        ),
         [["O1", "delivered", "3"], ["O2", "pending", "4"]]
     );
     assert_eq!(
-        cells(bigquery.query("SELECT order_id, position, product_id, quantity FROM curated.order_items ORDER BY order_id, position").await),
+        cells(google.query(&format!("SELECT order_id, position, product_id, quantity FROM {} ORDER BY order_id, position", view("order_items"))).await),
         [
             ["O1", "0", "P1", "1"],
             ["O1", "1", "P2", "2"],
@@ -121,8 +132,8 @@ async fn schema_apply_makes_views_that_read_the_latest_version_and_its_items() {
     json_body(app.push_fixture("invalid-order.json").await, "/push", 200).await;
     assert_eq!(
         cells(
-            bigquery
-                .query("SELECT message_id FROM curated.dead_letter")
+            google
+                .query(&format!("SELECT message_id FROM {}", view("dead_letter")))
                 .await
         ),
         [["1000004"]]
@@ -137,41 +148,34 @@ async fn schema_apply_makes_views_that_read_the_latest_version_and_its_items() {
     )
     .await;
     assert_eq!(
-        bigquery
-            .count("SELECT COUNT(*) FROM curated.dead_letter")
+        google
+            .count(&format!("SELECT COUNT(*) FROM {}", view("dead_letter")))
             .await,
         0
     );
-    assert_eq!(
-        bigquery.count("SELECT COUNT(*) FROM raw.dead_letter").await,
-        1
-    );
+    assert_eq!(google.rows("dead_letter").await, 1);
     app.stop().await;
 
     // A new field reaches the views on the next apply.
     let mut wider = shipped_schema("order");
     wider["properties"]["channel"] = json!({"type": "string"});
-    let catalog = catalog_dir(&[
-        ("order.json", wider.to_string()),
-        ("inventory.json", shipped_schema("inventory").to_string()),
-        (
-            "user_activity.json",
-            shipped_schema("user_activity").to_string(),
-        ),
-    ]);
-    let third = apply_schema_with(&bigquery, &["--schemas", catalog.path().to_str().unwrap()]);
+    let catalog = shipped_catalog_with("order", wider);
+    let third = google.apply(&["--schemas", catalog.path().to_str().unwrap()]);
     assert!(
-        third.contains(&format!("view {PROJECT}.curated.order: replaced")),
+        third.contains(&format!("view {PROJECT}.{curated}.order: replaced")),
         "{third}"
     );
     assert!(
-        third.contains(&format!("view {PROJECT}.curated.inventory: up to date")),
+        third.contains(&format!("view {PROJECT}.{curated}.inventory: up to date")),
         "{third}"
     );
     assert_eq!(
         cells(
-            bigquery
-                .query("SELECT channel FROM curated.order_latest WHERE order_id = 'O1'")
+            google
+                .query(&format!(
+                    "SELECT channel FROM {} WHERE order_id = 'O1'",
+                    view("order_latest")
+                ))
                 .await
         ),
         [["NULL"]]
@@ -204,7 +208,7 @@ fn pushed_below_the_window(view: &str, table: &landfall::schema::Table) -> bool 
     });
     let launcher = tool("bigquery", "LOCAL_BIGQUERY");
     let python = std::path::Path::new(&launcher).with_file_name("python");
-    let output = crate::tools::run_support_script(
+    let output = crate::support::tools::run_support_script(
         python.to_str().unwrap(),
         "prune_check.py",
         request.to_string().as_bytes(),
@@ -249,17 +253,18 @@ fn a_filter_on_the_time_field_prunes_under_each_one_row_per_message_view() {
 }
 
 /// `schema print --materialise-into`'s statements, run as a scheduled query would run them.
-async fn materialise(bigquery: &BigQuery, lookback_days: u32) {
+async fn materialise(google: &Google, mart: &str, lookback_days: u32) {
     let catalog = Catalog::load(&CatalogSource::Shipped).unwrap();
-    let sql = curated::bigquery_materialise(PROJECT, "curated", "mart", lookback_days, &catalog);
+    let sql =
+        curated::bigquery_materialise(PROJECT, &google.curated, mart, lookback_days, &catalog);
     for statement in sql.split(";\n\n").filter(|s| !s.trim().is_empty()) {
-        bigquery.query(statement).await;
+        google.query(statement).await;
     }
 }
 
-async fn latest(bigquery: &BigQuery, from: &str) -> Vec<Vec<String>> {
+async fn latest(google: &Google, from: &str) -> Vec<Vec<String>> {
     cells(
-        bigquery
+        google
             .query(&format!(
                 "SELECT order_id, status, message_id FROM {from} ORDER BY order_id"
             ))
@@ -269,10 +274,13 @@ async fn latest(bigquery: &BigQuery, from: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn the_printed_merge_keeps_a_table_equal_to_the_latest_view_within_its_lookback() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let app = spawn_google_app_with(&gcs, &bigquery, &[]).await;
+    let google = Google::new().await;
+    let app = google.app(&[]).await;
+    let mart = google.name("mart");
+    let (latest_view, table) = (
+        google.view("order_latest"),
+        format!("`{mart}`.order_latest"),
+    );
     let ago = |hours: i64| {
         (chrono::Utc::now() - chrono::Duration::hours(hours))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -283,31 +291,29 @@ async fn the_printed_merge_keeps_a_table_equal_to_the_latest_view_within_its_loo
     };
     push("1", order("O1", &ago(2), "pending", &[("P1", 1)])).await;
     push("2", order("O2", &ago(1), "processing", &[("P2", 1)])).await;
-    materialise(&bigquery, 3).await;
-    let view = latest(&bigquery, "curated.order_latest").await;
+    materialise(&google, &mart, 3).await;
+    let view = latest(&google, &latest_view).await;
     assert_eq!(view, [["O1", "pending", "1"], ["O2", "processing", "2"]]);
-    assert_eq!(latest(&bigquery, "mart.order_latest").await, view);
+    assert_eq!(latest(&google, &table).await, view);
 
     // A newer version of O1, a stale one (older than what the table holds), and an order
     // whose time field is older than the lookback.
     push("3", order("O1", &ago(0), "shipped", &[("P1", 1)])).await;
     push("4", order("O1", &ago(3), "pending", &[("P1", 1)])).await;
     push("5", order("O3", &ago(24 * 10), "delivered", &[("P3", 1)])).await;
-    materialise(&bigquery, 3).await;
+    materialise(&google, &mart, 3).await;
     assert_eq!(
-        latest(&bigquery, "mart.order_latest").await,
+        latest(&google, &table).await,
         [["O1", "shipped", "3"], ["O2", "processing", "2"]],
         "the newer version replaces the older, the stale one does not; O3 is beyond the lookback"
     );
-    materialise(&bigquery, 30).await;
-    let view = latest(&bigquery, "curated.order_latest").await;
+    materialise(&google, &mart, 30).await;
+    let view = latest(&google, &latest_view).await;
     assert_eq!(view.len(), 3);
-    assert_eq!(latest(&bigquery, "mart.order_latest").await, view);
-    materialise(&bigquery, 30).await;
+    assert_eq!(latest(&google, &table).await, view);
+    materialise(&google, &mart, 30).await;
     assert_eq!(
-        bigquery
-            .count("SELECT COUNT(*) FROM mart.order_latest")
-            .await,
+        google.count(&format!("SELECT COUNT(*) FROM {table}")).await,
         3,
         "a second run changes nothing"
     );

@@ -1,16 +1,24 @@
 //! BigQuery failing in the ways the emulator cannot by itself, through the fault-injecting
-//! proxy (a stand-in, see `tests/support/fault_proxy.rs`): an insertAll storm, a failing
-//! lookup query, batches in flight at SIGTERM. Nothing is acknowledged that is not stored,
-//! nothing is stored twice, and the failures are counted.
+//! proxies (stand-ins, see `tests/support/fault_proxy.rs` and `grpc_proxy.rs`): a storm of
+//! failing writes, a failing lookup query, batches in flight at SIGTERM, each with both write
+//! APIs. Nothing is acknowledged that is not stored, nothing is stored twice, and the
+//! failures are counted.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::emulators::{BUCKET, BigQuery, Gcs, PROJECT};
-use crate::fault_proxy::{Call, FaultProxy};
-use crate::helpers::{Binary, TestApp, envelope, parse_exposition, sample, spawn_app_with};
-use crate::{SERIAL, apply_schema};
+use crate::support::emulators::{Google, WriteApi};
+use crate::support::fault_proxy::Call;
+use crate::support::proxies::through_proxies;
+use crate::support::{Binary, TestApp, envelope, poll, sample};
+
+with_each_write_api!(
+    a_write_storm_is_answered_503_counted_and_heals_without_a_duplicate,
+    a_failed_lookup_is_a_503_never_a_guess,
+    sigterm_with_bigquery_batches_in_flight_drains_them_and_answers_no_later_push_200,
+    when_the_grace_period_runs_out_nothing_unfinished_is_acknowledged,
+);
 
 const EVENTS: usize = 40;
 
@@ -25,35 +33,6 @@ fn id(i: usize) -> String {
     format!("4{i:05}")
 }
 
-fn flags(gcs: &Gcs, proxy: &FaultProxy) -> Vec<String> {
-    [
-        "--gcs-bucket",
-        BUCKET,
-        "--bigquery-project",
-        PROJECT,
-        "--auth",
-        "none",
-        "--storage-emulator-host",
-        &gcs.url(),
-        "--bigquery-emulator-host",
-        &proxy.url,
-        "--request-timeout-secs",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-async fn through_proxy() -> (Gcs, BigQuery, FaultProxy, TestApp) {
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let proxy = FaultProxy::start(&bigquery.url()).await;
-    let flags = flags(&gcs, &proxy);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let app = spawn_app_with(&flags).await;
-    (gcs, bigquery, proxy, app)
-}
-
 /// Pushes every event at once; the status of each.
 async fn push_all(app: &TestApp) -> Vec<u16> {
     let pushes = (0..EVENTS).map(|i| async move {
@@ -65,9 +44,12 @@ async fn push_all(app: &TestApp) -> Vec<u16> {
     futures::future::join_all(pushes).await
 }
 
-async fn rows(bigquery: &BigQuery) -> (i64, i64) {
-    let row = &bigquery
-        .query("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM raw.inventory")
+async fn rows(google: &Google) -> (i64, i64) {
+    let row = &google
+        .query(&format!(
+            "SELECT COUNT(*), COUNT(DISTINCT message_id) FROM {}",
+            google.table("inventory")
+        ))
         .await[0];
     (
         row[0].as_str().unwrap().parse().unwrap(),
@@ -98,27 +80,27 @@ async fn bigquery_batches(app: &TestApp) -> (f64, f64) {
 /// Waits until every batch begun since `before` has ended, failed: a push is answered at its
 /// deadline and its batch gives up a moment later, and a retry must not meet a healed BigQuery.
 async fn wait_until_every_new_batch_failed(app: &TestApp, before: (f64, f64)) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (begun, failed) = bigquery_batches(app).await;
-        if begun > before.0 && failed - before.1 == begun - before.0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "every failed batch is counted: {begun} begun, {failed} failed, before {before:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll::until(
+        "every failed batch is counted",
+        Duration::from_secs(30),
+        || async {
+            let (begun, failed) = bigquery_batches(app).await;
+            if begun > before.0 && failed - before.1 == begun - before.0 {
+                Ok(())
+            } else {
+                Err(format!("{begun} begun, {failed} failed, before {before:?}"))
+            }
+        },
+    )
+    .await
 }
 
-#[tokio::test]
-async fn an_insert_all_storm_is_answered_503_counted_and_heals_without_a_duplicate() {
-    let _turn = SERIAL.lock().await;
-    let (_gcs, bigquery, proxy, app) = through_proxy().await;
+async fn a_write_storm_is_answered_503_counted_and_heals_without_a_duplicate(api: WriteApi) {
+    let (google, proxy) = through_proxies(api).await;
+    let app = google.app(&["--request-timeout-secs", "2"]).await;
     for status in [503, 500, 429] {
         let before = bigquery_batches(&app).await;
-        proxy.fail(Call::InsertAll, status);
+        proxy.fail_writes(status);
         let statuses = push_all(&app).await;
         assert!(
             statuses.iter().all(|s| *s == 503),
@@ -127,9 +109,9 @@ async fn an_insert_all_storm_is_answered_503_counted_and_heals_without_a_duplica
         wait_until_every_new_batch_failed(&app, before).await;
         proxy.heal();
     }
-    assert!(proxy.failed() >= 3, "the storm reached the proxy");
+    assert!(proxy.failed_writes() >= 3, "the storm reached the proxy");
     assert_eq!(
-        rows(&bigquery).await,
+        rows(&google).await,
         (0, 0),
         "nothing was stored while BigQuery failed"
     );
@@ -137,35 +119,50 @@ async fn an_insert_all_storm_is_answered_503_counted_and_heals_without_a_duplica
     // Redelivered: the objects exist already, so the rows are looked up, then written once.
     let statuses = push_all(&app).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(rows(&bigquery).await, (EVENTS as i64, EVENTS as i64));
+    assert_eq!(rows(&google).await, (EVENTS as i64, EVENTS as i64));
+    let written = proxy.rows_written();
     let again = push_all(&app).await;
     assert!(again.iter().all(|s| *s == 200));
     assert_eq!(
-        rows(&bigquery).await,
+        rows(&google).await,
         (EVENTS as i64, EVENTS as i64),
         "no duplicate"
+    );
+    assert_eq!(
+        proxy.rows_written(),
+        written,
+        "the redeliveries wrote nothing"
     );
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_failed_lookup_is_a_503_never_a_guess() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery, proxy, first) = through_proxy().await;
+async fn a_failed_lookup_is_a_503_never_a_guess(api: WriteApi) {
+    let (google, proxy) = through_proxies(api).await;
+    let first = google.app(&["--request-timeout-secs", "2"]).await;
     assert!(push_all(&first).await.iter().all(|s| *s == 200));
-    assert!(proxy.queries().is_empty(), "first deliveries never query");
+    assert!(
+        proxy.rest.queries().is_empty(),
+        "first deliveries never query"
+    );
+    assert_eq!(
+        proxy.rows_written(),
+        EVENTS,
+        "the writes went through the proxy"
+    );
     first.stop().await;
     // A fresh instance, as on another replica or after a restart: it has not seen these rows
     // itself, so only BigQuery can say whether they exist.
-    let flags = flags(&gcs, &proxy);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let app = spawn_app_with(&flags).await;
-    let inserts = proxy.inserts();
+    let app = google.app(&["--request-timeout-secs", "2"]).await;
+    let written = proxy.rows_written();
 
-    proxy.fail(Call::Query, 500);
+    proxy.rest.fail(Call::Query, 500);
     let statuses = push_all(&app).await;
     assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
-    assert_eq!(proxy.inserts(), inserts, "no row was written on a guess");
+    assert_eq!(
+        proxy.rows_written(),
+        written,
+        "no row was written on a guess"
+    );
     proxy.heal();
 
     let responses = futures::future::join_all((0..EVENTS).map(|i| {
@@ -184,45 +181,39 @@ async fn a_failed_lookup_is_a_503_never_a_guess() {
         "{responses:?}"
     );
     assert_eq!(
-        proxy.inserts(),
-        inserts,
+        proxy.rows_written(),
+        written,
         "the rows were found, not written again"
     );
-    assert_eq!(rows(&bigquery).await, (EVENTS as i64, EVENTS as i64));
+    assert_eq!(rows(&google).await, (EVENTS as i64, EVENTS as i64));
     app.stop().await;
 }
 
 /// The real binary over the proxy, with JSON logs.
-fn binary(gcs: &Gcs, proxy: &FaultProxy, grace: &str) -> Binary {
-    let mut args = flags(gcs, proxy);
-    let timeout = args
-        .iter()
-        .position(|a| a == "--request-timeout-secs")
-        .unwrap();
-    args[timeout + 1] = "30".into();
-    args.extend(["--shutdown-grace-secs".into(), grace.into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Binary::start(&args, &[("RUST_LOG", "info")])
+fn binary(google: &Google, grace: &str) -> Binary {
+    google.binary(
+        &[
+            "--request-timeout-secs",
+            "30",
+            "--shutdown-grace-secs",
+            grace,
+        ],
+        &[("RUST_LOG", "info")],
+    )
 }
 
-async fn in_flight(landfall: &Binary) -> f64 {
-    let text = reqwest::get(landfall.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sample(&parse_exposition(&text), "landfall_in_flight_pushes", &[]).unwrap()
+/// Sends SIGTERM and waits until the process says it has begun to stop.
+fn terminate(landfall: &Binary) {
+    landfall.send("TERM");
+    landfall.wait_for_log(|l| l["message"] == "stop signal received");
 }
 
-#[tokio::test]
-async fn sigterm_with_bigquery_batches_in_flight_drains_them_and_refuses_what_comes_after() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let proxy = FaultProxy::start(&bigquery.url()).await;
-    let landfall = binary(&gcs, &proxy, "20");
-    proxy.delay(Call::InsertAll, Duration::from_secs(2));
+async fn sigterm_with_bigquery_batches_in_flight_drains_them_and_answers_no_later_push_200(
+    api: WriteApi,
+) {
+    let (google, proxy) = through_proxies(api).await;
+    let landfall = binary(&google, "20");
+    proxy.delay_writes(Duration::from_secs(2));
     let client = reqwest::Client::new();
     let pushes: Vec<_> = (0..10)
         .map(|i| {
@@ -234,11 +225,9 @@ async fn sigterm_with_bigquery_batches_in_flight_drains_them_and_refuses_what_co
             )
         })
         .collect();
-    while in_flight(&landfall).await < 10.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    landfall.wait_for_in_flight(10.0).await;
 
-    landfall.send("TERM");
+    terminate(&landfall);
     // A push after the signal finds the door shut.
     let late = client
         .post(landfall.url("/push"))
@@ -259,20 +248,16 @@ async fn sigterm_with_bigquery_batches_in_flight_drains_them_and_refuses_what_co
     let mut landfall = landfall;
     assert!(landfall.wait().success());
     assert_eq!(
-        rows(&bigquery).await,
+        rows(&google).await,
         (10, 10),
         "every acknowledged push has its row"
     );
 }
 
-#[tokio::test]
-async fn when_the_grace_period_runs_out_nothing_unfinished_is_acknowledged() {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let proxy = FaultProxy::start(&bigquery.url()).await;
-    let landfall = binary(&gcs, &proxy, "1");
-    proxy.delay(Call::InsertAll, Duration::from_secs(20));
+async fn when_the_grace_period_runs_out_nothing_unfinished_is_acknowledged(api: WriteApi) {
+    let (google, proxy) = through_proxies(api).await;
+    let landfall = binary(&google, "1");
+    proxy.delay_writes(Duration::from_secs(20));
     let client = reqwest::Client::new();
     let pushes: Vec<_> = (0..5)
         .map(|i| {
@@ -284,11 +269,9 @@ async fn when_the_grace_period_runs_out_nothing_unfinished_is_acknowledged() {
             )
         })
         .collect();
-    while in_flight(&landfall).await < 5.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    landfall.wait_for_in_flight(5.0).await;
 
-    landfall.send("TERM");
+    terminate(&landfall);
     let mut landfall = landfall;
     assert!(
         landfall.wait().success(),

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::emulators::{BUCKET, BigQuery, Gcs, PROJECT};
-use crate::helpers::{catalog_dir, envelope, json_body, landfall, shipped_schema};
-use crate::{SERIAL, apply_schema, apply_schema_with, spawn_google_app_with};
+use crate::support::emulators::Google;
+use crate::support::{envelope, json_body, landfall, shipped_catalog_with, shipped_schema};
 
 const ORDERS: usize = 30;
 
@@ -33,35 +32,13 @@ fn order(i: usize) -> Vec<u8> {
 fn catalog_without_delivered() -> tempfile::TempDir {
     let mut order = shipped_schema("order");
     order["properties"]["status"]["enum"] = json!(["pending", "processing", "shipped"]);
-    catalog_dir(&[
-        ("order.json", order.to_string()),
-        ("inventory.json", shipped_schema("inventory").to_string()),
-        (
-            "user_activity.json",
-            shipped_schema("user_activity").to_string(),
-        ),
-    ])
-}
-
-fn sink_flags(gcs: &Gcs, bigquery: &BigQuery) -> Vec<String> {
-    [
-        "--gcs-bucket",
-        BUCKET,
-        "--storage-emulator-host",
-        &gcs.url(),
-        "--bigquery-project",
-        PROJECT,
-        "--bigquery-emulator-host",
-        &bigquery.url(),
-    ]
-    .map(String::from)
-    .to_vec()
+    shipped_catalog_with("order", order)
 }
 
 /// Runs `landfall COMMAND` over the emulators; its success and its JSON summary.
-fn repair(command: &str, gcs: &Gcs, bigquery: &BigQuery, flags: &[&str]) -> (bool, Value) {
+fn repair(command: &str, google: &Google, dataset: &str, flags: &[&str]) -> (bool, Value) {
     let mut args = vec![command.to_string(), "--output".into(), "json".into()];
-    args.extend(sink_flags(gcs, bigquery));
+    args.extend(google.sink_args_into(dataset));
     args.extend(flags.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = landfall(&args);
@@ -73,12 +50,12 @@ fn repair(command: &str, gcs: &Gcs, bigquery: &BigQuery, flags: &[&str]) -> (boo
     (output.status.success(), serde_json::from_str(last).unwrap())
 }
 
-async fn order_rows(bigquery: &BigQuery, dataset: &str) -> BTreeMap<String, Vec<Value>> {
-    bigquery
+async fn order_rows(google: &Google, dataset: &str) -> BTreeMap<String, Vec<Value>> {
+    google
         .query(&format!(
             "SELECT message_id, status, FORMAT_TIMESTAMP('%FT%H:%M:%E*SZ', publish_time), \
              FORMAT_TIMESTAMP('%FT%H:%M:%E*SZ', received_at), attributes, landing_uri, raw \
-             FROM {dataset}.`order` ORDER BY message_id"
+             FROM `{dataset}`.`order` ORDER BY message_id"
         ))
         .await
         .into_iter()
@@ -87,12 +64,10 @@ async fn order_rows(bigquery: &BigQuery, dataset: &str) -> BTreeMap<String, Vec<
 }
 
 async fn redrive_lands_them_once(layout: &[&str]) {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
+    let google = Google::new().await;
     let incident = catalog_without_delivered();
     let flags = [layout, &["--schemas", incident.path().to_str().unwrap()]].concat();
-    let app = spawn_google_app_with(&gcs, &bigquery, &flags).await;
+    let app = google.app(&flags).await;
     for i in 0..ORDERS {
         let mut body = envelope(&id(i), &order(i));
         body["message"]["attributes"] = json!({"n": i.to_string()});
@@ -100,18 +75,21 @@ async fn redrive_lands_them_once(layout: &[&str]) {
     }
     app.stop().await;
     let delivered = ORDERS.div_ceil(2) as u64;
-    let received: BTreeMap<String, Value> = bigquery
-        .query("SELECT message_id, FORMAT_TIMESTAMP('%FT%H:%M:%E*SZ', received_at) FROM raw.dead_letter")
+    let received: BTreeMap<String, Value> = google
+        .query(&format!(
+            "SELECT message_id, FORMAT_TIMESTAMP('%FT%H:%M:%E*SZ', received_at) FROM {}",
+            google.table("dead_letter")
+        ))
         .await
         .into_iter()
         .map(|r| (r[0].as_str().unwrap().to_string(), r[1].clone()))
         .collect();
-    let objects_before = gcs.objects();
+    let objects_before = google.objects();
 
     let (ok, dry) = repair(
         "redrive",
-        &gcs,
-        &bigquery,
+        &google,
+        &google.raw,
         &[layout, &["--dry-run"]].concat(),
     );
     assert!(ok, "{dry}");
@@ -120,20 +98,20 @@ async fn redrive_lands_them_once(layout: &[&str]) {
         (Some(delivered), Some(delivered)),
         "{dry}"
     );
-    assert_eq!(gcs.objects(), objects_before, "--dry-run writes nothing");
+    assert_eq!(google.objects(), objects_before, "--dry-run writes nothing");
     assert_eq!(
-        order_rows(&bigquery, "raw").await.len() as u64,
+        order_rows(&google, &google.raw).await.len() as u64,
         ORDERS as u64 - delivered
     );
 
-    let (ok, first) = repair("redrive", &gcs, &bigquery, layout);
+    let (ok, first) = repair("redrive", &google, &google.raw, layout);
     assert!(ok, "{first}");
     assert_eq!(first["landed"], delivered, "{first}");
     assert_eq!(
         (first["still_dead"].as_u64(), first["failed"].as_u64()),
         (Some(0), Some(0))
     );
-    let rows = order_rows(&bigquery, "raw").await;
+    let rows = order_rows(&google, &google.raw).await;
     assert_eq!(rows.len(), ORDERS, "every order has its row, once");
     for i in (0..ORDERS).step_by(2) {
         let row = &rows[&id(i)];
@@ -152,10 +130,10 @@ async fn redrive_lands_them_once(layout: &[&str]) {
         let object = row[4]
             .as_str()
             .unwrap()
-            .strip_prefix("gs://landing/")
+            .strip_prefix(&google.base_uri())
             .unwrap()
             .to_string();
-        let body = gcs.object(&object);
+        let body = google.object(&object);
         if layout.is_empty() {
             assert_eq!(body, order(i), "the original bytes at the event's own path");
         } else {
@@ -172,8 +150,11 @@ async fn redrive_lands_them_once(layout: &[&str]) {
         }
     }
 
-    let objects_after = gcs.objects();
-    let (ok, second) = repair("redrive", &gcs, &bigquery, layout);
+    google
+        .assert_no_row_without_its_object(&["order", "dead_letter"])
+        .await;
+    let objects_after = google.objects();
+    let (ok, second) = repair("redrive", &google, &google.raw, layout);
     assert!(ok, "{second}");
     assert_eq!(
         (
@@ -183,8 +164,12 @@ async fn redrive_lands_them_once(layout: &[&str]) {
         (Some(0), Some(delivered)),
         "{second}"
     );
-    assert_eq!(gcs.objects(), objects_after, "a second run writes nothing");
-    assert_eq!(order_rows(&bigquery, "raw").await, rows);
+    assert_eq!(
+        google.objects(),
+        objects_after,
+        "a second run writes nothing"
+    );
+    assert_eq!(order_rows(&google, &google.raw).await, rows);
 }
 
 #[tokio::test]
@@ -198,10 +183,8 @@ async fn redrive_in_the_batch_layout_lands_them_once_in_bigquery() {
 }
 
 async fn backfill_fills_a_new_dataset_exactly(layout: &[&str]) {
-    let _turn = SERIAL.lock().await;
-    let (gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    let app = spawn_google_app_with(&gcs, &bigquery, layout).await;
+    let google = Google::new().await;
+    let app = google.app(layout).await;
     for i in 0..ORDERS {
         json_body(
             app.push_json(&envelope(&id(i), &order(i))).await,
@@ -211,18 +194,19 @@ async fn backfill_fills_a_new_dataset_exactly(layout: &[&str]) {
         .await;
     }
     app.stop().await;
-    let complete = order_rows(&bigquery, "raw").await;
+    let complete = order_rows(&google, &google.raw).await;
     assert_eq!(complete.len(), ORDERS);
-    apply_schema_with(&bigquery, &["--bigquery-dataset", "again"]);
-    let into_again = [layout, &["--bigquery-dataset", "again", "--types", "order"]].concat();
+    let again = google.name("again");
+    let into_again = [layout, &["--types", "order"]].concat();
+    google.apply_into(&again, &google.name("again_curated"), &[]);
 
     let mut objects = 0;
     for task in 0..3 {
         let index = task.to_string();
         let (ok, share) = repair(
             "backfill",
-            &gcs,
-            &bigquery,
+            &google,
+            &again,
             &[
                 &into_again[..],
                 &["--task-index", &index, "--task-count", "3"],
@@ -236,7 +220,7 @@ async fn backfill_fills_a_new_dataset_exactly(layout: &[&str]) {
         );
         objects += share["objects"].as_u64().unwrap();
     }
-    let in_bucket = gcs
+    let in_bucket = google
         .objects()
         .iter()
         .filter(|o| o.starts_with("output/order/"))
@@ -246,12 +230,12 @@ async fn backfill_fills_a_new_dataset_exactly(layout: &[&str]) {
         "every object read by exactly one task"
     );
     assert_eq!(
-        order_rows(&bigquery, "again").await,
+        order_rows(&google, &again).await,
         complete,
         "one row per message, the same as the original, receipt time included"
     );
 
-    let (ok, second) = repair("backfill", &gcs, &bigquery, &into_again);
+    let (ok, second) = repair("backfill", &google, &again, &into_again);
     assert!(ok, "{second}");
     assert_eq!(
         (
@@ -261,7 +245,7 @@ async fn backfill_fills_a_new_dataset_exactly(layout: &[&str]) {
         (Some(0), Some(ORDERS as u64)),
         "{second}"
     );
-    assert_eq!(order_rows(&bigquery, "again").await.len(), ORDERS);
+    assert_eq!(order_rows(&google, &again).await.len(), ORDERS);
 }
 
 #[tokio::test]

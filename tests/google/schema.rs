@@ -4,16 +4,15 @@ use serde_json::json;
 
 use landfall::schema::{Catalog, CatalogSource};
 
-use crate::emulators::{BigQuery, PROJECT};
-use crate::{SERIAL, apply_schema};
+use crate::support::emulators::{Google, PROJECT};
 
 #[tokio::test]
 async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
-    let _turn = SERIAL.lock().await;
-    let bigquery = BigQuery::start().await;
+    let google = Google::bare().await;
+    let (raw, curated) = (&google.raw, &google.curated);
 
-    let first = apply_schema(&bigquery);
-    let second = apply_schema(&bigquery);
+    let first = google.apply(&[]);
+    let second = google.apply(&[]);
 
     let views = [
         "inventory",
@@ -25,13 +24,13 @@ async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
         "dead_letter",
     ];
     let report = |dataset: &str, table: &str, view: &str| {
-        let mut lines = vec![format!("dataset {PROJECT}.raw: {dataset}")];
+        let mut lines = vec![format!("dataset {PROJECT}.{raw}: {dataset}")];
         for t in ["inventory", "order", "user_activity", "dead_letter"] {
-            lines.push(format!("table {PROJECT}.raw.{t}: {table}"));
+            lines.push(format!("table {PROJECT}.{raw}.{t}: {table}"));
         }
-        lines.push(format!("dataset {PROJECT}.curated: {dataset}"));
+        lines.push(format!("dataset {PROJECT}.{curated}: {dataset}"));
         for v in views {
-            lines.push(format!("view {PROJECT}.curated.{v}: {view}"));
+            lines.push(format!("view {PROJECT}.{curated}.{v}: {view}"));
         }
         lines.join("\n") + "\n"
     };
@@ -51,13 +50,13 @@ async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
         ),
     ];
     for (table, partition, clustering) in expected {
-        let resource = bigquery.table(table).await;
+        let resource = google.table_resource(table).await;
         assert_eq!(resource["timePartitioning"]["field"], partition, "{table}");
         assert_eq!(resource["clustering"]["fields"], clustering, "{table}");
     }
-    let dead_letter = bigquery.table("dead_letter").await;
+    let dead_letter = google.table_resource("dead_letter").await;
     assert_eq!(dead_letter["timePartitioning"]["field"], "received_at");
-    let order = bigquery.table("order").await;
+    let order = google.table_resource("order").await;
     let items = order["schema"]["fields"]
         .as_array()
         .unwrap()
@@ -72,39 +71,30 @@ async fn schema_apply_is_idempotent_and_creates_partitioned_clustered_tables() {
 
 #[tokio::test]
 async fn schema_apply_adds_a_missing_column_and_reports_it() {
-    let _turn = SERIAL.lock().await;
-    let bigquery = BigQuery::start().await;
-    apply_schema(&bigquery);
+    let google = Google::new().await;
     // An older inventory table, without the `raw` column.
-    let url = format!(
-        "{}/bigquery/v2/projects/{PROJECT}/datasets/raw/tables",
-        bigquery.url()
-    );
-    let client = reqwest::Client::new();
-    client
-        .delete(format!("{url}/inventory"))
-        .send()
-        .await
-        .unwrap();
     let catalog = Catalog::load(&CatalogSource::Shipped).unwrap();
     let inventory = &catalog.event_type("inventory").unwrap().table;
-    let mut old = landfall::schema::bigquery::api_table(PROJECT, "raw", inventory);
+    let mut old = landfall::schema::bigquery::api_table(PROJECT, &google.raw, inventory);
     old["schema"]["fields"]
         .as_array_mut()
         .unwrap()
         .retain(|f| f["name"] != "raw");
-    let created = client.post(&url).json(&old).send().await.unwrap();
-    assert!(created.status().is_success());
+    google
+        .bigquery
+        .replace_table(&google.raw, "inventory", &old)
+        .await;
 
-    let report = apply_schema(&bigquery);
+    let report = google.apply(&[]);
 
     assert!(
         report.contains(&format!(
-            "table {PROJECT}.raw.inventory: added columns raw\n"
+            "table {PROJECT}.{}.inventory: added columns raw\n",
+            google.raw
         )),
         "{report}"
     );
-    let fields = bigquery.table("inventory").await["schema"]["fields"].clone();
+    let fields = google.table_resource("inventory").await["schema"]["fields"].clone();
     assert!(
         fields
             .as_array()
@@ -112,5 +102,5 @@ async fn schema_apply_adds_a_missing_column_and_reports_it() {
             .iter()
             .any(|f| f["name"] == "raw")
     );
-    assert!(apply_schema(&bigquery).contains("inventory: up to date"));
+    assert!(google.apply(&[]).contains("inventory: up to date"));
 }

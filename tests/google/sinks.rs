@@ -4,18 +4,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::emulators::{BigQuery, Gcs};
-use crate::helpers::{envelope, fixture_data, json_body};
-use crate::{GoogleStack, SERIAL, apply_schema, google_stack, spawn_google_app};
+use crate::support::emulators::{Google, WriteApi};
+use crate::support::fault_proxy::FaultProxy;
+use crate::support::proxies::through_proxies;
+use crate::support::{envelope, fixture, fixture_data, json_body, poll};
 
-#[tokio::test]
-async fn events_land_once_in_the_bucket_and_the_raw_layer() {
-    let GoogleStack {
-        gcs,
-        bigquery,
-        app,
-        _turn,
-    } = google_stack().await;
+with_each_write_api!(
+    events_land_once_in_the_bucket_and_the_raw_layer,
+    a_row_bigquery_refuses_is_dead_lettered_and_acked,
+);
+
+async fn events_land_once_in_the_bucket_and_the_raw_layer(api: WriteApi) {
+    let (google, proxy) = through_proxies(api).await;
+    let app = google.app(&[]).await;
+    let order = "output/order/2026/11/25/09/14/order_20261125091403_1000001.json";
+    let objects = [
+        "output/_dead_letter/2026/11/25/09/15/1000004.json",
+        "output/inventory/2026/11/25/09/14/inventory_20261125091405_1000002.json",
+        order,
+        "output/user_activity/2026/11/25/08/13/user_activity_20261125081358_1000003.json",
+    ];
 
     for fixture in [
         "order.json",
@@ -25,25 +33,33 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
     ] {
         let ack = json_body(app.push_fixture(fixture).await, "/push", 200).await;
         assert_eq!(ack["duplicate"], false, "{fixture}");
+        let name = google.object_of(&ack);
+        assert!(objects.contains(&name.as_str()), "{name}");
+        let stored = google.metadata(&name).await;
+        let written = proxy.rows_written();
+
+        // A redelivery: acknowledged as one, with nothing created or inserted anew.
         let again = json_body(app.push_fixture(fixture).await, "/push", 200).await;
         assert_eq!(
             again["duplicate"], true,
             "{fixture}: the bucket already has it"
         );
+        let after = google.metadata(&name).await;
+        assert_eq!(
+            (&after["generation"], &after["updated"]),
+            (&stored["generation"], &stored["updated"]),
+            "{fixture}: the object was not written again"
+        );
+        assert_eq!(
+            proxy.rows_written(),
+            written,
+            "{fixture}: no row was written again"
+        );
     }
 
-    let order = "output/order/2026/11/25/09/14/order_20261125091403_1000001.json";
-    assert_eq!(
-        gcs.objects(),
-        vec![
-            "output/_dead_letter/2026/11/25/09/15/1000004.json",
-            "output/inventory/2026/11/25/09/14/inventory_20261125091405_1000002.json",
-            order,
-            "output/user_activity/2026/11/25/08/13/user_activity_20261125081358_1000003.json",
-        ]
-    );
-    assert_eq!(gcs.object(order), fixture_data("order.json"));
-    let mut metadata = gcs.metadata(order).await;
+    assert_eq!(google.objects(), objects);
+    assert_eq!(google.object(order), fixture_data("order.json"));
+    let mut metadata = google.metadata(order).await;
     // contentType (application/json) goes in the same upload metadata, but fake-gcs-server
     // drops it from multipart uploads, so only the custom metadata can be checked here: all
     // that the row needs beside the payload, so that the object alone can rebuild it.
@@ -61,11 +77,12 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
                "subscription": "projects/shop-data/subscriptions/landfall-push", "event_type": "order",
                "attributes": "{\"source\":\"checkout-service\"}", "received_at": null})
     );
-    let rows = bigquery
-        .query(
+    let rows = google
+        .query(&format!(
             "SELECT order_id, status, total_amount = CAST('59.99' AS NUMERIC), items[OFFSET(1)].product_name, \
-             shipping_address.city, message_id, landing_uri FROM raw.`order`",
-        )
+             shipping_address.city, message_id, landing_uri FROM {}",
+            google.table("order")
+        ))
         .await;
     assert_eq!(
         rows,
@@ -76,20 +93,17 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
             json!("Milk frother"),
             json!("Bergen"),
             json!("1000001"),
-            json!(format!("gs://landing/{order}")),
+            json!(format!("gs://{}/{order}", google.bucket)),
         ]]
     );
     for table in ["inventory", "user_activity", "dead_letter"] {
-        assert_eq!(
-            bigquery
-                .count(&format!("SELECT COUNT(*) FROM raw.{table}"))
-                .await,
-            1,
-            "{table}"
-        );
+        assert_eq!(google.rows(table).await, 1, "{table}");
     }
-    let reasons = bigquery
-        .query("SELECT message_id, reason FROM raw.dead_letter")
+    let reasons = google
+        .query(&format!(
+            "SELECT message_id, reason FROM {}",
+            google.table("dead_letter")
+        ))
         .await;
     assert_eq!(
         reasons,
@@ -98,17 +112,37 @@ async fn events_land_once_in_the_bucket_and_the_raw_layer() {
             json!("order.items[1].quantity: -1 is less than the minimum of 0")
         ]]
     );
+    assert_eq!(proxy.rows_written(), 4, "one row written per message");
+    if api == WriteApi::InsertAll {
+        assert_insert_ids_are_message_ids(&proxy.rest);
+    }
+    google
+        .assert_no_row_without_its_object(&["order", "inventory", "user_activity", "dead_letter"])
+        .await;
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_row_bigquery_refuses_is_dead_lettered_and_acked() {
-    let GoogleStack {
-        gcs,
-        bigquery,
-        app,
-        _turn,
-    } = google_stack().await;
+/// insertId is the message id: what lets BigQuery drop a second insert of a row.
+fn assert_insert_ids_are_message_ids(proxy: &FaultProxy) {
+    let insert_ids: Vec<Value> = proxy
+        .insert_bodies()
+        .iter()
+        .flat_map(|body| body["rows"].as_array().unwrap().clone())
+        .map(|row| row["insertId"].clone())
+        .collect();
+    assert_eq!(
+        insert_ids.len(),
+        4,
+        "one insert per message: {insert_ids:?}"
+    );
+    for id in ["1000001", "1000002", "1000003", "1000004"] {
+        assert!(insert_ids.contains(&json!(id)), "{id}: {insert_ids:?}");
+    }
+}
+
+async fn a_row_bigquery_refuses_is_dead_lettered_and_acked(api: WriteApi) {
+    let google = Google::new().await.writing_with(api);
+    let app = google.app(&[]).await;
     // Valid JSON number, but beyond what NUMERIC holds: only BigQuery can say no.
     let mut order: Value = serde_json::from_slice(&fixture_data("order.json")).unwrap();
     order["total_amount"] = json!(1e40);
@@ -123,20 +157,26 @@ async fn a_row_bigquery_refuses_is_dead_lettered_and_acked() {
 
     assert_eq!(ack["outcome"], "dead_lettered");
     let reason = ack["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("rejected by the warehouse: total_amount: "),
-        "{reason}"
-    );
-    assert_eq!(bigquery.count("SELECT COUNT(*) FROM raw.`order`").await, 0);
-    let rows = bigquery
-        .query("SELECT message_id, event_type, reason FROM raw.dead_letter")
+    // insertAll says where in the row; the Storage Write API's row errors say only what.
+    let said = match api {
+        WriteApi::InsertAll => "rejected by the warehouse: total_amount: ",
+        WriteApi::Storage => "rejected by the warehouse: ",
+    };
+    assert!(reason.starts_with(said), "{reason}");
+    assert_eq!(google.rows("order").await, 0);
+    let rows = google
+        .query(&format!(
+            "SELECT message_id, event_type, reason FROM {}",
+            google.table("dead_letter")
+        ))
         .await;
     assert_eq!(
         rows,
         vec![vec![json!("7001"), json!("order"), json!(reason)]]
     );
     assert!(
-        gcs.objects()
+        google
+            .objects()
             .contains(&"output/_dead_letter/2026/11/25/10/00/7001.json".to_string())
     );
     app.stop().await;
@@ -144,11 +184,9 @@ async fn a_row_bigquery_refuses_is_dead_lettered_and_acked() {
 
 #[tokio::test]
 async fn an_unreachable_bucket_nacks_and_readiness_says_why() {
-    let _turn = SERIAL.lock().await;
-    let (mut gcs, bigquery) = (Gcs::start().await, BigQuery::start().await);
-    apply_schema(&bigquery);
-    gcs.stop();
-    let app = spawn_google_app(&gcs, &bigquery).await;
+    let google = Google::private().await;
+    google.gcs.stop();
+    let app = google.app(&[]).await;
 
     let not_ready = json_body(app.get("/readyz").await, "/readyz", 503).await;
     let checks = not_ready["checks"].as_array().unwrap();
@@ -161,26 +199,123 @@ async fn an_unreachable_bucket_nacks_and_readiness_says_why() {
         "the gcs sink is unavailable; the message will be redelivered"
     );
     assert_eq!(
-        bigquery.count("SELECT COUNT(*) FROM raw.inventory").await,
+        google.rows("inventory").await,
         0,
         "no row is written before its object"
     );
 
-    gcs.restart().await;
-    let mut ready = false;
-    for _ in 0..30 {
-        if app.get("/readyz").await.status() == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(ready, "readiness recovers once the bucket answers");
+    google.gcs.restart().await;
+    poll::until(
+        "readiness recovers once the bucket answers",
+        Duration::from_secs(30),
+        || async {
+            let status = app.get("/readyz").await.status();
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await;
     json_body(app.push_fixture("inventory.json").await, "/push", 200).await;
-    assert_eq!(gcs.objects().len(), 1);
-    assert_eq!(
-        bigquery.count("SELECT COUNT(*) FROM raw.inventory").await,
-        1
+    assert_eq!(google.objects().len(), 1);
+    assert_eq!(google.rows("inventory").await, 1);
+    app.stop().await;
+}
+
+/// Credentials are never data, in the Google sinks either: an unwrapped push carrying
+/// credential headers lands with none of them in the object, its metadata or the row.
+#[tokio::test]
+async fn no_credential_reaches_the_bucket_or_bigquery() {
+    let google = Google::new().await;
+    let app = google.app(&[]).await;
+    let secrets = [
+        ("x-api-key", "api-key-secret-0815"),
+        ("cookie", "session=cookie-secret-4711"),
+        (
+            "x-serverless-authorization",
+            "Bearer serverless-secret-4242",
+        ),
+        ("proxy-authorization", "Basic cHJveHktc2VjcmV0"),
+    ];
+    let mut request = app
+        .client
+        .post(format!("{}/push", app.address))
+        .header("x-goog-pubsub-message-id", "3000001")
+        .header("x-goog-pubsub-publish-time", "2026-11-25T09:20:01Z")
+        .header("source", "warehouse-scanner")
+        .body(fixture("unwrapped-inventory.json"));
+    for (name, value) in secrets {
+        request = request.header(name, value);
+    }
+    let ack = json_body(request.send().await.unwrap(), "/push", 200).await;
+    assert_eq!(ack["outcome"], "landed", "{ack}");
+
+    let name = google.object_of(&ack);
+    let metadata = google.metadata(&name).await.to_string();
+    let object = String::from_utf8(google.object(&name)).unwrap();
+    let row = google
+        .query(&format!("SELECT * FROM {}", google.table("inventory")))
+        .await;
+    assert_eq!(row.len(), 1);
+    let row = serde_json::to_string(&row).unwrap();
+    assert!(
+        metadata.contains("warehouse-scanner"),
+        "the attribute itself is kept: {metadata}"
     );
+    assert!(
+        row.contains("warehouse-scanner"),
+        "the attribute itself is kept: {row}"
+    );
+    for (_, value) in secrets {
+        let secret = value.rsplit([' ', '=']).next().unwrap();
+        for (place, text) in [
+            ("the object's metadata", &metadata),
+            ("the object", &object),
+            ("the row", &row),
+        ] {
+            assert!(
+                !text.contains(secret),
+                "a credential reached {place}: {secret}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+/// The largest attribute set Pub/Sub allows (100 attributes of 1,024 bytes) is more than a
+/// bucket's 8 KiB of custom metadata: the object says they were left out, the row has them.
+#[tokio::test]
+async fn the_largest_attribute_set_lands_its_row_whole_and_its_object_says_what_was_left_out() {
+    let google = Google::new().await;
+    let app = google.app(&[]).await;
+    let mut request = app
+        .client
+        .post(format!("{}/push", app.address))
+        .header("x-goog-pubsub-message-id", "3100001")
+        .header("x-goog-pubsub-publish-time", "2026-11-25T09:20:01Z")
+        .body(fixture("unwrapped-inventory.json"));
+    for i in 0..100 {
+        request = request.header(format!("attr-{i:03}"), "v".repeat(1024));
+    }
+    let ack = json_body(request.send().await.unwrap(), "/push", 200).await;
+    assert_eq!(ack["outcome"], "landed", "{ack}");
+
+    let name = google.object_of(&ack);
+    let metadata = google.metadata(&name).await;
+    assert_eq!(
+        metadata["metadata"]["attributes_omitted"], "true",
+        "{metadata}"
+    );
+    assert_eq!(metadata["metadata"]["message_id"], "3100001");
+    let row = google
+        .query(&format!(
+            "SELECT attributes FROM {}",
+            google.table("inventory")
+        ))
+        .await;
+    let attributes: Value = serde_json::from_str(row[0][0].as_str().unwrap()).unwrap();
+    assert_eq!(attributes.as_object().unwrap().len(), 100);
     app.stop().await;
 }

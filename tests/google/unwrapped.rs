@@ -2,27 +2,21 @@
 //! `writeMetadata`), routed by a message attribute; and `--also-local`, which keeps the
 //! embedded sinks beside the Google ones.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::emulators::{PROJECT, PubSub};
-use crate::helpers::json_body;
-use crate::{GoogleStack, google_stack, spawn_google_app_with};
+use crate::support::emulators::{Google, PROJECT, pubsub};
+use crate::support::{json_body, poll, text};
 
 #[tokio::test]
 async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
-    let GoogleStack {
-        gcs,
-        bigquery,
-        app: first,
-        _turn,
-    } = google_stack().await;
-    first.stop().await;
-    let app = spawn_google_app_with(&gcs, &bigquery, &["--event-type-attribute", "type"]).await;
-    let pubsub = PubSub::start().await;
+    let google = Google::new().await;
+    let app = google.app(&["--event-type-attribute", "type"]).await;
+    let pubsub = pubsub().await;
+    let (topic, subscription) = (google.name("raw"), google.name("landfall-raw"));
     pubsub
-        .unwrapped_push_subscription("raw", "landfall-raw", &format!("{}/push", app.address))
+        .unwrapped_push_subscription(&topic, &subscription, &format!("{}/push", app.address))
         .await;
     // The shipped catalog requires the payload's event_type too; only the attribute routes:
     // the last message, valid but without the attribute, is a dead letter.
@@ -41,20 +35,29 @@ async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
         })
         .chain([(inventory(5), json!({"source": "scanner"}))])
         .collect();
-    let ids = pubsub.publish_with_attributes("raw", &messages).await;
+    let ids = pubsub.publish_with_attributes(&topic, &messages).await;
 
-    let started = Instant::now();
-    while bigquery.count("SELECT COUNT(*) FROM raw.inventory").await < 5
-        || bigquery.count("SELECT COUNT(*) FROM raw.dead_letter").await < 1
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the unwrapped pushes never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let rows = bigquery
-        .query("SELECT message_id, attributes, subscription, inventory_id FROM raw.inventory ORDER BY inventory_id")
+    poll::until(
+        "the unwrapped pushes land",
+        Duration::from_secs(60),
+        || async {
+            let (events, dead) = (
+                google.rows("inventory").await,
+                google.rows("dead_letter").await,
+            );
+            if events >= 5 && dead >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{events} events, {dead} dead letters"))
+            }
+        },
+    )
+    .await;
+    let rows = google
+        .query(&format!(
+            "SELECT message_id, attributes, subscription, inventory_id FROM {} ORDER BY inventory_id",
+            google.table("inventory")
+        ))
         .await;
     assert_eq!(rows.len(), 5);
     for (i, row) in rows.iter().enumerate() {
@@ -67,12 +70,15 @@ async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
         );
         assert_eq!(
             row[2],
-            json!(format!("projects/{PROJECT}/subscriptions/landfall-raw"))
+            json!(format!("projects/{PROJECT}/subscriptions/{subscription}"))
         );
         assert_eq!(row[3], json!(format!("I{i}")));
     }
-    let dead = bigquery
-        .query("SELECT message_id, reason FROM raw.dead_letter")
+    let dead = google
+        .query(&format!(
+            "SELECT message_id, reason FROM {}",
+            google.table("dead_letter")
+        ))
         .await;
     assert_eq!(
         dead,
@@ -83,40 +89,53 @@ async fn unwrapped_pushes_routed_by_attribute_land_with_their_attributes() {
             "output/inventory/2026/11/25/12/00/inventory_20261125120000_{}.json",
             ids[i]
         );
-        assert_eq!(&gcs.object(&object), data, "the body, byte for byte");
+        assert_eq!(&google.object(&object), data, "the body, byte for byte");
     }
     app.stop().await;
 }
 
 #[tokio::test]
 async fn also_local_keeps_the_embedded_sinks_beside_the_google_ones() {
-    let GoogleStack {
-        gcs,
-        bigquery,
-        app: first,
-        _turn,
-    } = google_stack().await;
-    first.stop().await;
-    let app = spawn_google_app_with(&gcs, &bigquery, &["--also-local"]).await;
+    let google = Google::new().await;
+    let app = google.app(&["--also-local"]).await;
 
     let ack = json_body(app.push_fixture("order.json").await, "/push", 200).await;
 
     let object = "output/order/2026/11/25/09/14/order_20261125091403_1000001.json";
-    assert_eq!(
-        ack["landing_uri"],
-        format!("gs://landing/{object}"),
-        "rows name the bucket's object"
-    );
-    assert_eq!(gcs.objects(), [object]);
+    let uri = format!("gs://{}/{object}", google.bucket);
+    assert_eq!(ack["landing_uri"], uri, "rows name the bucket's object");
+    assert_eq!(google.objects(), [object]);
     assert_eq!(app.landed_objects(), [object], "the folder holds it too");
-    assert_eq!(bigquery.count("SELECT COUNT(*) FROM raw.`order`").await, 1);
+    assert_eq!(google.rows("order").await, 1);
     assert_eq!(app.count("order"), 1);
-    let local_uri = app.query("SELECT landing_uri FROM \"order\"");
     assert_eq!(
-        local_uri,
-        vec![vec![rusqlite::types::Value::Text(format!(
-            "gs://landing/{object}"
-        ))]]
+        app.query("SELECT landing_uri FROM \"order\""),
+        vec![vec![text(&uri)]]
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_also_local_a_failing_copy_writes_no_row_anywhere() {
+    let google = Google::new().await;
+    let app = google.app(&["--also-local"]).await;
+    // The local copy cannot be written: a file stands where its folder must go.
+    let blocked = app.landing_root().join("output/order");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"a file where a folder must go").unwrap();
+
+    let refused = json_body(app.push_fixture("order.json").await, "/push", 503).await;
+
+    assert_eq!(refused["error"], "sink_unavailable");
+    assert_eq!(
+        google.rows("order").await,
+        0,
+        "no BigQuery row without every copy"
+    );
+    assert_eq!(app.count("order"), 0, "no SQLite row without every copy");
+    std::fs::remove_file(&blocked).unwrap();
+    let ack = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    assert_eq!(ack["outcome"], "landed");
+    assert_eq!((google.rows("order").await, app.count("order")), (1, 1));
     app.stop().await;
 }

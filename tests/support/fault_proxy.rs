@@ -1,9 +1,9 @@
 //! A fault-injecting proxy written for these tests (a stand-in, not Google's code): it sits in
 //! front of local-bigquery, passes every call through, counts landfall's calls by kind, keeps
-//! the bodies of its lookup queries, and answers chosen kinds of call with an error status
-//! instead, for as long as the test says (a 503 storm, a failing `jobs.query`).
-
-#![allow(dead_code)]
+//! the bodies of its insertAll calls and lookup queries, and answers chosen kinds of call with
+//! an error status instead, for as long as the test says (a 503 storm, a failing
+//! `jobs.query`). It can also take the `insertId`s out of insertAll calls, so that BigQuery
+//! cannot deduplicate: what is then kept once is kept once by landfall alone.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,9 +25,10 @@ struct Shared {
     backend: String,
     failing: Vec<(Call, u16)>,
     delays: Vec<(Call, std::time::Duration)>,
-    inserts: usize,
+    inserts: Vec<Value>,
     queries: Vec<Value>,
     failed: usize,
+    strip_insert_ids: bool,
 }
 
 #[derive(Clone)]
@@ -89,7 +90,17 @@ impl FaultProxy {
 
     /// insertAll calls that reached local-bigquery.
     pub fn inserts(&self) -> usize {
-        self.state.lock().unwrap().inserts
+        self.state.lock().unwrap().inserts.len()
+    }
+
+    /// The bodies of the insertAll calls that reached local-bigquery, as landfall sent them.
+    pub fn insert_bodies(&self) -> Vec<Value> {
+        self.state.lock().unwrap().inserts.clone()
+    }
+
+    /// Whether insertAll calls reach BigQuery without their `insertId`s from now on.
+    pub fn strip_insert_ids(&self, strip: bool) {
+        self.state.lock().unwrap().strip_insert_ids = strip;
     }
 
     /// The bodies of the `jobs.query` calls that reached local-bigquery.
@@ -115,7 +126,7 @@ fn kind(path: &str) -> Option<Call> {
 
 async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let path = parts.uri.path().to_string();
     let call = kind(&path);
     let (backend, delay) = {
@@ -138,7 +149,17 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
                 .into_response();
         }
         match call {
-            Some(Call::InsertAll) => state.inserts += 1,
+            Some(Call::InsertAll) => {
+                let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                state.inserts.push(sent.clone());
+                if state.strip_insert_ids {
+                    let mut stripped = sent;
+                    for row in stripped["rows"].as_array_mut().into_iter().flatten() {
+                        row.as_object_mut().map(|r| r.remove("insertId"));
+                    }
+                    body = Bytes::from(serde_json::to_vec(&stripped).unwrap());
+                }
+            }
             Some(Call::Query) => state
                 .queries
                 .push(serde_json::from_slice(&body).unwrap_or(Value::Null)),
@@ -160,6 +181,7 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
     );
     let mut headers = parts.headers.clone();
     headers.remove("host");
+    headers.remove("content-length");
     let answer = proxy
         .client
         .request(parts.method, target)

@@ -5,8 +5,6 @@
 //! Run forwards what it verified. Open (`--allow-unauthenticated`): everything is forwarded
 //! as it is.
 
-#![allow(dead_code)]
-
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;

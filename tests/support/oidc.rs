@@ -1,8 +1,6 @@
 //! Real OIDC material for tests and the benchmark: RSA keys generated here, a JWKS served by a
 //! local HTTP server, and tokens signed like Google's.
 
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -106,6 +104,8 @@ struct JwksState {
     keys: RwLock<Vec<Value>>,
     up: AtomicBool,
     hits: AtomicUsize,
+    /// Bytes of padding the key set is served with (a response too large to be one).
+    padding: AtomicUsize,
 }
 
 impl JwksServer {
@@ -114,6 +114,7 @@ impl JwksServer {
             keys: RwLock::new(keys),
             up: AtomicBool::new(up),
             hits: AtomicUsize::new(0),
+            padding: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .route("/certs", axum::routing::get(serve_keys))
@@ -132,6 +133,11 @@ impl JwksServer {
         self.state.up.store(up, Ordering::SeqCst);
     }
 
+    /// Serves the key set with this many bytes of padding from now on.
+    pub fn set_padding(&self, bytes: usize) {
+        self.state.padding.store(bytes, Ordering::SeqCst);
+    }
+
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
     }
@@ -148,7 +154,9 @@ async fn serve_keys(State(state): State<Arc<JwksState>>) -> axum::response::Resp
             header::CACHE_CONTROL,
             "public, max-age=3600, must-revalidate",
         )],
-        axum::Json(json!({ "keys": keys })),
+        axum::Json(
+            json!({ "keys": keys, "padding": "x".repeat(state.padding.load(Ordering::SeqCst)) }),
+        ),
     )
         .into_response()
 }

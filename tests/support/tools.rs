@@ -1,8 +1,6 @@
 //! The local stand-ins and tools tests run against, installed on first use by
 //! `.ci/tools.sh` (which prints `NAME=path` lines) and looked up by variable name.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

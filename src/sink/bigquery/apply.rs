@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::table::Table as ApiTable;
@@ -202,6 +202,18 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// The tables a step would create or change, and how.
+    pub fn changes_by_table(&self) -> BTreeMap<String, String> {
+        self.steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::CreateDataset => None,
+                Step::CreateTable { name, .. } => Some((name.clone(), "missing".to_string())),
+                Step::Patch { name, changes, .. } => Some((name.clone(), changes.clone())),
+            })
+            .collect()
+    }
 }
 
 /// `landfall schema apply`: the raw layer's tables, everything or nothing, then the curated
@@ -215,11 +227,12 @@ pub async fn apply(
     let plan = plan(&client, target, catalog).await?;
     if !plan.conflicts.is_empty() {
         let conflicts: Vec<String> = plan.conflicts.values().flatten().cloned().collect();
-        bail!(
+        return Err(crate::sink::Unusable(format!(
             "{}\nincompatible differences (nothing was changed; fix them by hand or recreate the table):\n  {}",
             plan.report.join("\n"),
             conflicts.join("\n  ")
-        );
+        ))
+        .into());
     }
     let mut report = plan.execute(&client, target).await?;
     report.extend(super::views::apply(&client, target, curated_dataset, catalog).await?);

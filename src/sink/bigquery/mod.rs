@@ -1,24 +1,26 @@
-//! The raw layer in BigQuery, through `gcp-bigquery-client`: rows grouped by the group-commit
-//! writer into `tabledata.insertAll` calls, one per table per batch, with `insertId` set to the
-//! Pub/Sub message id.
+//! The raw layer in BigQuery: rows grouped by the group-commit writer into one request per
+//! table per batch, through the Storage Write API's default streams ([`storage`], the
+//! default) or `tabledata.insertAll` with `insertId` set to the Pub/Sub message id
+//! ([`request`]); REST calls through `gcp-bigquery-client`.
 //!
-//! `insertId` only dedups for about a minute, so a message redelivered later (a lost ack, a
-//! crash, a subscription sought back) would get a second row. With a landing layer configured
-//! this sink writes after it and is told which records' objects already existed: those are
-//! looked up by message id ([`lookup`], one query per table per batch, pruned to their
-//! partitions) and inserted only when their row is missing. First deliveries pay nothing
-//! extra. A row inserted moments ago may not be visible to that query yet; such a redelivery
-//! is inserted again with the same `insertId`, inside the window where BigQuery drops it.
+//! Neither keeps one row per message by itself: the default stream does not deduplicate, and
+//! `insertId` only for about a minute. With a landing layer configured this sink writes after
+//! it and is told which records' objects already existed: those are looked up by message id
+//! ([`lookup`], one query per batch, pruned to their partitions) and written only when their
+//! row is missing. First deliveries pay nothing extra. An append whose answer is lost is
+//! settled the same way before anything is sent again ([`append`]).
 //!
 //! Split like Vector's GCP sinks: this file holds the client and the [`Sink`] impl,
-//! [`request`] the row encoding and response mapping, [`retry`] which failures are retried,
-//! [`lookup`] the replay check, [`apply`] the table changes of `landfall schema apply` (also
-//! made, when additive, at start).
+//! [`storage`] and [`append`] the Storage Write API, [`request`] insertAll's rows and
+//! answers, [`retry`] which REST failures are retried, [`lookup`] the replay check, [`apply`]
+//! the table changes of `landfall schema apply` (also made, when additive, at start).
 
+mod append;
 pub mod apply;
 pub mod lookup;
 pub mod request;
 pub mod retry;
+pub mod storage;
 pub mod views;
 
 use std::collections::{BTreeMap, HashSet};
@@ -35,11 +37,15 @@ use tokio::time::Instant;
 
 use super::batch::BatchConfig;
 use super::readiness::CachedCheck;
-use super::{Entry, Layer, Probe, Sink, SinkError, Written};
+use super::{Access, Entry, Layer, Probe, Sink, SinkError, Unusable, Written};
 use crate::schema::Catalog;
+use crate::telemetry::said::said;
 use lookup::{Ask, Recent};
+use storage::{StorageTarget, StorageWriter};
 
 const NAME: &str = "bigquery";
+/// How long a start waits for the first comparison with the live tables.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(2);
 /// How often a table behind the catalog is compared again (and fixed when additive).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// How redeliveries are batched: one lookup query per batch, so as many as a few hundred
@@ -63,6 +69,31 @@ pub struct BigQueryTarget {
     pub location: Option<String>,
     /// Base URL of an emulator's REST API, e.g. `http://127.0.0.1:9050`.
     pub emulator: Option<String>,
+}
+
+/// The raw layer as a sink: the dataset, and the API its rows go through.
+#[derive(Debug, Clone)]
+pub struct BigQueryConfig {
+    pub target: BigQueryTarget,
+    pub write_api: WriteApi,
+}
+
+/// How rows reach BigQuery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteApi {
+    /// The Storage Write API's default streams, at an emulator's gRPC address or Google's.
+    Storage { emulator: Option<String> },
+    /// `tabledata.insertAll`, the legacy streaming API.
+    InsertAll,
+}
+
+impl std::fmt::Display for WriteApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteApi::Storage { .. } => "Storage Write API",
+            WriteApi::InsertAll => "insertAll",
+        })
+    }
 }
 
 /// An emulator checks no credentials; this hands it a placeholder token.
@@ -102,6 +133,8 @@ struct SchemaState {
 
 pub struct BigQueryWarehouse {
     client: Client,
+    /// The Storage Write API's streams; `None`: rows go through insertAll.
+    storage: Option<StorageWriter>,
     target: BigQueryTarget,
     catalog: Arc<Catalog>,
     deadline: Duration,
@@ -111,30 +144,85 @@ pub struct BigQueryWarehouse {
     syncing: tokio::sync::Mutex<()>,
     /// Rows this instance inserted or found lately: a redelivery of one needs no query.
     recent: Recent,
+    /// Only `serve` changes tables; a repair run refuses tables that differ.
+    access: Access,
 }
 
 impl BigQueryWarehouse {
-    /// Builds the client and brings the tables to the catalog's shape where that is additive.
-    /// A failure here does not stop the start: `/readyz` reports it and retries.
+    /// Builds the client. For `serve`, brings the tables to the catalog's shape where that is
+    /// additive, in the background: a BigQuery that does not answer neither stops nor delays
+    /// the start (`/readyz` reports it, and its rows wait). A repair run compares at once and
+    /// refuses tables that are not the catalog's.
     pub async fn connect(
-        target: &BigQueryTarget,
+        config: &BigQueryConfig,
         catalog: Arc<Catalog>,
         deadline: Duration,
-    ) -> anyhow::Result<Self> {
-        let warehouse = Self {
+        access: Access,
+    ) -> anyhow::Result<Arc<Self>> {
+        let target = &config.target;
+        let storage = match &config.write_api {
+            WriteApi::InsertAll => None,
+            WriteApi::Storage { emulator } => {
+                let target = StorageTarget {
+                    project: target.project.clone(),
+                    dataset: target.dataset.clone(),
+                    emulator: emulator.clone(),
+                };
+                Some(StorageWriter::new(&target, &catalog)?)
+            }
+        };
+        let not_compared = "not compared with the catalog yet".to_string();
+        let warehouse = Arc::new(Self {
             client: client(target).await?,
+            storage,
             target: target.clone(),
-            catalog,
             deadline,
             readiness: CachedCheck::new(
                 NAME,
                 format!("dataset {}.{} is not ready", target.project, target.dataset),
             ),
-            schema: Mutex::new(SchemaState::default()),
+            schema: Mutex::new(SchemaState {
+                behind: catalog
+                    .tables()
+                    .map(|t| (t.name.clone(), not_compared.clone()))
+                    .collect(),
+                last_sync: None,
+            }),
+            catalog,
             syncing: tokio::sync::Mutex::new(()),
             recent: Recent::default(),
-        };
-        warehouse.sync().await;
+            access,
+        });
+        if access == Access::Serve {
+            let syncing = warehouse.clone();
+            let first = tokio::spawn(async move { syncing.sync().await });
+            // A BigQuery that answers at once starts in step; one that does not, later.
+            let _ = tokio::time::timeout(FIRST_SYNC_WAIT, first).await;
+            return Ok(warehouse);
+        }
+        let behind = warehouse.try_sync().await.with_context(|| {
+            format!(
+                "cannot compare the dataset {}.{} with the catalog",
+                target.project, target.dataset
+            )
+        })?;
+        if !behind.is_empty() {
+            let tables: Vec<String> = behind
+                .iter()
+                .map(|(t, why)| format!("{t}: {why}"))
+                .collect();
+            return Err(Unusable(format!(
+                "the BigQuery tables are not the catalog's ({}): run `landfall schema apply` with this catalog first",
+                tables.join("; ")
+            ))
+            .into());
+        }
+        warehouse
+            .schema
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .behind
+            .clear();
         Ok(warehouse)
     }
 
@@ -145,7 +233,7 @@ impl BigQueryWarehouse {
         let behind = match self.try_sync().await {
             Ok(behind) => behind,
             Err(e) => {
-                let why = format!("could not compare with the live tables: {e:#}");
+                let why = format!("could not compare with the live tables: {}", said(&e));
                 self.catalog
                     .tables()
                     .map(|t| (t.name.clone(), why.clone()))
@@ -174,6 +262,11 @@ impl BigQueryWarehouse {
                 .tables()
                 .map(|t| (t.name.clone(), why.clone()))
                 .collect());
+        }
+        if self.access != Access::Serve {
+            let mut behind = plan.changes_by_table();
+            behind.extend(plan.conflicts_by_table());
+            return Ok(behind);
         }
         let behind = plan.conflicts_by_table();
         let plan = plan.without_conflicts();
@@ -283,7 +376,10 @@ impl BigQueryWarehouse {
             };
             return vec![Err(error); entries.len()];
         }
-        let results = self.insert(entries).await;
+        let results = match &self.storage {
+            Some(storage) => self.append(storage, entries).await,
+            None => self.insert(entries).await,
+        };
         for (entry, result) in entries.iter().zip(&results) {
             if matches!(result, Ok(Written::Created | Written::Accepted)) {
                 self.recent.insert(table, entry.record.message_id());

@@ -66,7 +66,7 @@ pub fn insert_request(entries: &[&Entry]) -> Result<TableDataInsertAllRequest, B
 
 /// What a stored row says: new, when the landing layer told whether the message landed before
 /// (a redelivery's row was looked up and missing); otherwise only that it was stored.
-fn stored(entry: &Entry) -> Written {
+pub fn stored(entry: &Entry) -> Written {
     match entry.landed_before() {
         Some(_) => Written::Created,
         None => Written::Accepted,

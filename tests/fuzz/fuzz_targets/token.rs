@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 
-use landfall::auth::jwks::Jwks;
-use landfall::auth::oidc::{OidcConfig, OidcVerifier, Trust};
+use landfall::http::auth::jwks::Jwks;
+use landfall::http::auth::oidc::{OidcConfig, OidcVerifier, Trust};
 
 const KEYS: &str = include_str!("../../fixtures/tokens/jwks.json");
 
@@ -35,7 +35,7 @@ struct Verifiers {
 fn verifiers() -> &'static Verifiers {
     static VERIFIERS: OnceLock<Verifiers> = OnceLock::new();
     VERIFIERS.get_or_init(|| {
-        landfall::startup::install_crypto_provider();
+        landfall::process::install_crypto_provider();
         let set = serde_json::from_str(KEYS).unwrap();
         let jwks = Arc::new(Jwks::with_keys("http://127.0.0.1:9/certs".into(), &set).unwrap());
         Verifiers {

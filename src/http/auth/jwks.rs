@@ -17,11 +17,30 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::said::said;
+
 pub const FORCED_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Used when the response has no usable `max-age`.
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(15);
+/// Google's key set is a few KiB; a response larger than this is not one.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// A response's body, refused once it passes `limit` bytes (declared or read).
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> anyhow::Result<Vec<u8>> {
+    if response.content_length().is_some_and(|l| l > limit as u64) {
+        bail!("the response is larger than {limit} bytes");
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            bail!("the response is larger than {limit} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {
@@ -106,7 +125,7 @@ impl Jwks {
         }
         *last = Some(Instant::now());
         if let Err(e) = self.refresh().await {
-            tracing::warn!(error = format!("{e:#}"), url = %self.url, "JWKS refetch failed");
+            tracing::warn!(error = said(&e), url = %self.url, "JWKS refetch failed");
         }
     }
 
@@ -122,9 +141,10 @@ impl Jwks {
             bail!("{} answered {}", self.url, response.status());
         }
         let ttl = cache_ttl(response.headers());
-        let set: JwkSet = response
-            .json()
+        let body = read_limited(response, MAX_JWKS_BYTES)
             .await
+            .with_context(|| format!("failed to read {}", self.url))?;
+        let set: JwkSet = serde_json::from_slice(&body)
             .with_context(|| format!("{} is not a JWK set", self.url))?;
         let keys = rsa_keys(&set);
         if keys.is_empty() {
@@ -152,7 +172,7 @@ impl Jwks {
                     }
                     Err(e) if self.is_loaded() => {
                         tracing::warn!(
-                            error = format!("{e:#}"),
+                            error = said(&e),
                             retry_in_secs = retry.as_secs(),
                             "JWKS refresh failed; keeping cached keys"
                         );
@@ -162,7 +182,7 @@ impl Jwks {
                     }
                     Err(e) => {
                         tracing::error!(
-                            error = format!("{e:#}"),
+                            error = said(&e),
                             retry_in_secs = retry.as_secs(),
                             "JWKS fetch failed and no keys were ever fetched: pushes are answered 503 until it succeeds"
                         );

@@ -19,10 +19,11 @@ use serde::Serialize;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::envelope;
-use crate::error::{ApiError, Outcome as Answered};
-use crate::event::{Classifier, Outcome, Poison, Record};
-use crate::sink::{Fate, Sinks};
+use crate::envelope::{self, HeaderPolicy};
+use crate::event::Poison;
+use crate::http::budget::{BYTES_PER_JSON_VALUE, BudgetConfig, MemoryBudget, NoRoom, Reservation};
+use crate::http::error::{ApiError, PushOutcome};
+use crate::pipeline::{Handled, Handling, Pipeline};
 use crate::telemetry::metrics::{Metrics, no_event_type};
 use crate::telemetry::trace::TraceContext;
 use crate::time::received_now;
@@ -34,16 +35,22 @@ pub struct PushLimits {
     pub max_body_bytes: usize,
     /// Requests handled at once; more are answered 429 at once.
     pub max_concurrency: usize,
-    /// The deadline of one push, retries included.
-    pub request_timeout: Duration,
+    /// The memory all pushes in flight may hold.
+    pub budget: BudgetConfig,
+    /// Which headers of an unwrapped push are its attributes.
+    pub headers: HeaderPolicy,
 }
 
 pub struct PushState {
-    pub sinks: Sinks,
-    pub classifier: Arc<Classifier>,
+    pub pipeline: Arc<Pipeline>,
     pub limits: PushLimits,
+    pub budget: Arc<MemoryBudget>,
     pub metrics: Arc<Metrics>,
 }
+
+/// Payloads this small are not counted: their values are reserved at the most they could be
+/// (one for every two bytes), at most 1 MiB.
+const COUNTED_FROM: usize = 16 * 1024;
 
 /// The 200 body: what happened to the message.
 #[derive(Debug, Serialize)]
@@ -78,6 +85,7 @@ pub async fn observe(
         message_id = Empty,
         event_type = Empty,
         rule = Empty,
+        withheld_headers = Empty,
         error = Empty,
     );
     if let Some(trace) = TraceContext::from_headers(request.headers()) {
@@ -91,7 +99,7 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let outcome = response
         .extensions()
-        .get::<Answered>()
+        .get::<PushOutcome>()
         .map_or("unavailable", |o| o.0);
     let event_type = response
         .extensions()
@@ -129,7 +137,7 @@ pub async fn handler(
             };
             let tag = ack.event_type.clone().map(EventTypeTag);
             let mut response = Json(ack).into_response();
-            response.extensions_mut().insert(Answered(outcome));
+            response.extensions_mut().insert(PushOutcome(outcome));
             if let Some(tag) = tag {
                 response.extensions_mut().insert(tag);
             }
@@ -150,109 +158,121 @@ pub async fn handler(
 type Failure = (ApiError, Option<EventTypeTag>);
 
 async fn handle(state: &PushState, headers: &HeaderMap, body: Body) -> Result<Ack, Failure> {
-    let body = read_body(headers, body, state.limits.max_body_bytes)
+    let limit = state.limits.max_body_bytes;
+    let declared = declared_length(headers);
+    if declared.is_some_and(|len| len > limit) {
+        return Err((ApiError::TooLarge(limit), None));
+    }
+    // What the body, the envelope as read and the decoded data take, before they are taken.
+    let body_cost = BudgetConfig::body_cost(declared.unwrap_or(limit));
+    let mut reservation = state
+        .budget
+        .reserve(body_cost)
         .await
-        .map_err(|e| (e, None))?;
-    let delivery = envelope::decode(headers, body).map_err(|e| (e.into(), None))?;
+        .map_err(|e| (no_room(e), None))?;
+    let body = read_body(body, limit).await.map_err(|e| (e, None))?;
+    let delivery = envelope::decode_with(headers, body, &state.limits.headers)
+        .map_err(|e| (e.into(), None))?;
     let span = tracing::Span::current();
     span.record("message_id", delivery.message_id.as_str());
+    if envelope::is_unwrapped(headers) {
+        let withheld = state.limits.headers.withheld(headers);
+        if !withheld.is_empty() {
+            span.record("withheld_headers", withheld.join(",").as_str());
+            state.metrics.withheld_headers(withheld.len());
+        }
+    }
     let received_at = received_now();
     let lag = (received_at - delivery.publish_time)
         .to_std()
         .unwrap_or_default();
-    let record = state.classifier.classify(delivery, received_at);
+    let pipeline = &state.pipeline;
+    let record = match reserve_for_payload(state, &mut reservation, &delivery.data).await {
+        Ok(()) => pipeline.classify(delivery, received_at),
+        Err(NoRoom::Taken) => return Err((ApiError::BudgetFull, None)),
+        Err(NoRoom::TooLarge) => {
+            let reason = too_large_to_read(&delivery.data, state.budget.total());
+            let poison = Poison::untyped(reason, "too_large_to_read");
+            pipeline.unread(delivery, received_at, poison)
+        }
+    };
     let tag = EventTypeTag(record.event_type().cloned().unwrap_or_else(no_event_type));
     span.record("event_type", tag.0.as_ref());
     state.metrics.delivery_lag(&tag.0, lag);
-    let landed = state
-        .sinks
-        .land(record.clone())
+    let handled = pipeline
+        .land(record)
         .await
         .map_err(|e| (e.into(), Some(tag.clone())))?;
-    if let Outcome::DeadLetter { rule, .. } = &record.outcome {
-        span.record("rule", *rule);
-        if landed.fate == Fate::Stored {
-            state.metrics.dead_letter(&tag.0, rule);
-        }
+    if let Some(rule) = handled.record.rule() {
+        span.record("rule", rule);
     }
-    match landed.fate {
-        Fate::Stored => Ok(ack(&record, false, landed.landing_uri)),
-        Fate::Duplicate => Ok(ack(&record, true, landed.landing_uri)),
-        Fate::EarlierEvent => Ok(earlier_event(&record, landed.landing_uri)),
-        Fate::Rejected(reason) => dead_letter_rejected(state, &record, reason)
-            .await
-            .map_err(|e| (e, Some(tag.clone()))),
-    }
+    Ok(ack(&handled))
 }
 
-/// A refused redelivery of a message that landed as an event under an older catalog: it is a
-/// duplicate of that event, not a new dead letter (one message, one fate).
-fn earlier_event(record: &Record, landing_uri: Option<Arc<str>>) -> Ack {
-    Ack {
-        message_id: record.message_id().to_string(),
-        outcome: "landed",
-        duplicate: true,
-        event_type: record.event_type().cloned(),
-        landing_uri: landing_uri.map(|u| u.to_string()),
-        reason: None,
-    }
-}
-
-/// A warehouse refused a row for its content: keep it in the dead letter and ack, since
-/// redelivering the same content would be refused forever.
-async fn dead_letter_rejected(
-    state: &PushState,
-    rejected: &Record,
-    reason: String,
-) -> Result<Ack, ApiError> {
-    let (false, Some(event_type)) = (rejected.is_dead_letter(), rejected.event_type()) else {
-        // Dead-letter rows are plain text columns; a refusal means the schema is broken.
-        return Err(ApiError::Internal(format!(
-            "the dead letter was refused: {reason}"
-        )));
-    };
-    // No `prior`: the event it would be is the very one refused.
-    let poison = Poison {
-        reason: format!("rejected by the warehouse: {reason}"),
-        rule: "warehouse_rejected",
-        event_type: Some(event_type.clone()),
-        prior: None,
-    };
-    let record = state
-        .classifier
-        .dead_letter(rejected.delivery.clone(), received_now(), poison);
-    let landed = state.sinks.land(record.clone()).await?;
-    let duplicate = landed.fate == Fate::Duplicate;
-    if !duplicate {
-        state.metrics.dead_letter(event_type, "warehouse_rejected");
-    }
-    tracing::Span::current().record("rule", "warehouse_rejected");
-    Ok(ack(&record, duplicate, landed.landing_uri))
-}
-
-fn ack(record: &Record, duplicate: bool, landing_uri: Option<Arc<str>>) -> Ack {
-    let (outcome, reason) = match &record.outcome {
-        Outcome::Event { .. } => ("landed", None),
-        Outcome::DeadLetter { reason, .. } => ("dead_lettered", Some(reason.clone())),
+/// What the 200 says of a handled message. A dead letter whose message landed as an event
+/// under an older catalog is a duplicate of that event (one message, one fate).
+fn ack(handled: &Handled) -> Ack {
+    let record = &handled.record;
+    let (outcome, reason) = match (handled.handling, record.reason()) {
+        (Handling::EarlierEvent, _) | (_, None) => ("landed", None),
+        (_, Some(reason)) => ("dead_lettered", Some(reason.to_string())),
     };
     Ack {
         message_id: record.message_id().to_string(),
         outcome,
-        duplicate,
+        duplicate: handled.handling != Handling::Stored,
         event_type: record.event_type().cloned(),
-        landing_uri: landing_uri.map(|u| u.to_string()),
+        landing_uri: handled.landing_uri.as_ref().map(|u| u.to_string()),
         reason,
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::TooLarge(limit));
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// What classifying the payload will take, reserved before it is taken: one [`Reservation`]
+/// grows from the body's share to the payload's JSON values'.
+async fn reserve_for_payload(
+    state: &PushState,
+    reservation: &mut Reservation,
+    data: &[u8],
+) -> Result<(), NoRoom> {
+    let values = if data.len() < COUNTED_FROM {
+        data.len() / 2 + 1
+    } else {
+        crate::json::count_values(data)
+    };
+    state
+        .budget
+        .grow(reservation, values.saturating_mul(BYTES_PER_JSON_VALUE))
+        .await
+}
+
+/// Why a payload is kept as received without being read.
+fn too_large_to_read(data: &[u8], budget: usize) -> String {
+    let values = crate::json::count_values(data);
+    format!(
+        "payload is too large to read here: its {values} JSON values would take about {} MB, \
+         more than the memory budget for pushes ({} MB); it is kept as received (redrive it \
+         where more memory is given)",
+        (values * BYTES_PER_JSON_VALUE).div_ceil(1 << 20),
+        budget >> 20
+    )
+}
+
+fn no_room(why: NoRoom) -> ApiError {
+    match why {
+        NoRoom::Taken => ApiError::BudgetFull,
+        // The budget holds the largest body (the settings refuse less).
+        NoRoom::TooLarge => ApiError::Internal("a body's share exceeds the memory budget".into()),
     }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::TooLarge(limit)),

@@ -8,6 +8,8 @@
 //! envelope's own terms (the field, or the header, and what it must be). A message whose
 //! *payload* is bad is a poison message, and is handled downstream by the dead letter.
 
+mod headers;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -22,9 +24,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::time::parse_timestamp;
+pub use headers::{CREDENTIAL_HEADERS, HeaderPolicy};
 
 /// The published schema of a push envelope.
-pub const SCHEMA: &str = include_str!("../openapi/push-envelope.json");
+pub const SCHEMA: &str = include_str!("../../openapi/push-envelope.json");
 
 /// One Pub/Sub message as delivered, whichever envelope carried it.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +44,8 @@ pub struct Delivery {
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum EnvelopeError {
-    /// The body does not parse.
-    #[error("body is not a Pub/Sub push envelope: it is not JSON ({0})")]
+    /// The body does not parse (or names a key twice).
+    #[error("body is not a Pub/Sub push envelope: it is not JSON: {0}")]
     NotJson(String),
     /// A part of the envelope is not what Pub/Sub sends; `place` names the field or header.
     #[error("{place}: {problem}")]
@@ -52,15 +55,32 @@ pub enum EnvelopeError {
 pub const MESSAGE_ID_HEADER: &str = "x-goog-pubsub-message-id";
 const PUBLISH_TIME_HEADER: &str = "x-goog-pubsub-publish-time";
 const SUBSCRIPTION_HEADER: &str = "x-goog-pubsub-subscription-name";
-const ORDERING_KEY_HEADER: &str = "x-goog-ordering-key";
+/// Google's reference names every metadata header `x-goog-pubsub-<KEY>`; the emulator sends
+/// the ordering key as `x-goog-ordering-key`. Both are read, Google's first.
+const ORDERING_KEY_HEADERS: [&str; 2] = ["x-goog-pubsub-ordering-key", "x-goog-ordering-key"];
 
 /// Decodes either envelope form; the unwrapped one is recognised by its message-id header.
+/// Which of its headers are attributes is the default [`HeaderPolicy`]'s call.
 pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<Delivery, EnvelopeError> {
-    if headers.contains_key(MESSAGE_ID_HEADER) {
-        unwrapped(headers, body)
+    decode_with(headers, body, &HeaderPolicy::default())
+}
+
+/// [`decode`], with the operator's [`HeaderPolicy`] for the unwrapped form.
+pub fn decode_with(
+    headers: &HeaderMap,
+    body: Bytes,
+    policy: &HeaderPolicy,
+) -> Result<Delivery, EnvelopeError> {
+    if is_unwrapped(headers) {
+        unwrapped(headers, body, policy)
     } else {
         wrapped(&body)
     }
+}
+
+/// Whether a push is of the unwrapped form (`noWrapper`): it has the message-id header.
+pub fn is_unwrapped(headers: &HeaderMap) -> bool {
+    headers.contains_key(MESSAGE_ID_HEADER)
 }
 
 /// The envelope schema, compiled once; `date-time` is checked by the same function that
@@ -116,8 +136,7 @@ enum Form {
 }
 
 fn wrapped(body: &[u8]) -> Result<Delivery, EnvelopeError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let value = crate::json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     check(&value, Form::Wrapped)?;
     let envelope: Wrapped =
         serde_json::from_value(value).map_err(|e| invalid("body", e.to_string()))?;
@@ -175,7 +194,11 @@ fn publish_time(text: Option<String>) -> Result<DateTime<Utc>, EnvelopeError> {
         .ok_or_else(|| invalid("message.publishTime", "is not an RFC 3339 timestamp".into()))
 }
 
-fn unwrapped(headers: &HeaderMap, body: Bytes) -> Result<Delivery, EnvelopeError> {
+fn unwrapped(
+    headers: &HeaderMap,
+    body: Bytes,
+    policy: &HeaderPolicy,
+) -> Result<Delivery, EnvelopeError> {
     let header = |name: &str| -> Result<Option<String>, EnvelopeError> {
         headers
             .get(name)
@@ -192,8 +215,11 @@ fn unwrapped(headers: &HeaderMap, body: Bytes) -> Result<Delivery, EnvelopeError
     let message_id = header(MESSAGE_ID_HEADER)?;
     let publish = header(PUBLISH_TIME_HEADER)?;
     let subscription = header(SUBSCRIPTION_HEADER)?;
-    let ordering_key = header(ORDERING_KEY_HEADER)?;
-    let attributes = attribute_headers(headers)?;
+    let ordering_key = match header(ORDERING_KEY_HEADERS[0])? {
+        Some(key) => Some(key),
+        None => header(ORDERING_KEY_HEADERS[1])?,
+    };
+    let attributes = policy.attributes(headers)?;
     // The same shape as a wrapped envelope, so that one schema decides both forms.
     let mut message = Map::new();
     message.insert("messageId".into(), json!(message_id));
@@ -217,71 +243,7 @@ fn unwrapped(headers: &HeaderMap, body: Bytes) -> Result<Delivery, EnvelopeError
     })
 }
 
-/// Headers that HTTP, Google's front end or landfall itself add: never message attributes.
-const TRANSPORT_HEADERS: &[&str] = &[
-    "accept",
-    "accept-encoding",
-    "connection",
-    "content-length",
-    "content-type",
-    "expect",
-    "forwarded",
-    "from",
-    "host",
-    "te",
-    "traceparent",
-    "tracestate",
-    "transfer-encoding",
-    "user-agent",
-    "via",
-];
-
-/// Headers that carry credentials: never an attribute, so never in a row, an object or a log.
-pub const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "cookie",
-    "proxy-authorization",
-    "set-cookie",
-    "x-api-key",
-    "x-serverless-authorization",
-];
-
-/// What Google's front end, Cloud Run and proxies add (`x-goog-iap-jwt-assertion`,
-/// `x-cloud-trace-context`, `x-forwarded-for`, …).
-const TRANSPORT_PREFIXES: &[&str] = &[
-    "x-goog-",
-    "x-google-",
-    "x-cloud-",
-    "x-forwarded-",
-    "x-envoy-",
-    "x-appengine-",
-];
-
-fn is_attribute(name: &str) -> bool {
-    !TRANSPORT_HEADERS.contains(&name)
-        && !CREDENTIAL_HEADERS.contains(&name)
-        && !TRANSPORT_PREFIXES
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-}
-
-fn attribute_headers(headers: &HeaderMap) -> Result<BTreeMap<String, String>, EnvelopeError> {
-    headers
-        .iter()
-        .filter(|(name, _)| is_attribute(name.as_str()))
-        .map(|(name, value)| {
-            let value = value.to_str().map_err(|_| {
-                invalid(
-                    &format!("header {name}"),
-                    "is not text (visible ASCII)".into(),
-                )
-            })?;
-            Ok((name.to_string(), value.to_string()))
-        })
-        .collect()
-}
-
-fn invalid(place: &str, problem: String) -> EnvelopeError {
+pub(crate) fn invalid(place: &str, problem: String) -> EnvelopeError {
     EnvelopeError::Invalid {
         place: place.to_string(),
         problem,
@@ -294,10 +256,10 @@ fn check(envelope: &Value, form: Form) -> Result<(), EnvelopeError> {
     if validator.is_valid(envelope) {
         return Ok(());
     }
+    // The first error only: `iter_errors` would make one for every bad attribute first.
     let error = validator
-        .iter_errors(envelope)
-        .next()
-        .expect("an invalid instance has an error");
+        .validate(envelope)
+        .expect_err("an invalid instance has an error");
     let segments = segments(&error);
     Err(invalid(
         &place(&segments, form),
@@ -476,9 +438,13 @@ mod tests {
         let cases = [
             (
                 "nope".to_string(),
-                "body is not a Pub/Sub push envelope: it is not JSON (expected ident at line 1 column 2)",
+                "body is not a Pub/Sub push envelope: it is not JSON: a value is expected here and something else is (line 1, column 2, byte 1)",
             ),
             ("[1,2]".to_string(), "body: must be an object, not an array"),
+            (
+                format!(r#"{{"message":{{"messageId":"1","messageId":"2",{time}}}}}"#),
+                r#"body is not a Pub/Sub push envelope: it is not JSON: the key "messageId" appears twice in one object (line 1, column 43, byte 42)"#,
+            ),
             ("null".to_string(), "body: must be an object, not null"),
             ("{}".to_string(), "body: has no `message`"),
             (
@@ -596,14 +562,26 @@ mod tests {
     }
 
     #[test]
-    fn unwrapped_reads_the_ordering_key_and_an_empty_one_is_none() {
-        let mut h = unwrapped_headers();
-        h.insert(ORDERING_KEY_HEADER, HeaderValue::from_static("cart-7"));
-        let d = decode(&h, body("{}")).unwrap();
-        assert_eq!(d.ordering_key.as_deref(), Some("cart-7"));
-        assert!(!d.attributes.contains_key(ORDERING_KEY_HEADER));
-        h.insert(ORDERING_KEY_HEADER, HeaderValue::from_static(""));
-        assert_eq!(decode(&h, body("{}")).unwrap().ordering_key, None);
+    fn unwrapped_reads_the_ordering_key_under_either_name_and_an_empty_one_is_none() {
+        for name in ORDERING_KEY_HEADERS {
+            let mut h = unwrapped_headers();
+            h.insert(name, HeaderValue::from_static("cart-7"));
+            let d = decode(&h, body("{}")).unwrap();
+            assert_eq!(d.ordering_key.as_deref(), Some("cart-7"), "{name}");
+            assert!(d.attributes.is_empty(), "{name}");
+            h.insert(name, HeaderValue::from_static(""));
+            assert_eq!(decode(&h, body("{}")).unwrap().ordering_key, None);
+        }
+        let mut both = unwrapped_headers();
+        both.insert(ORDERING_KEY_HEADERS[0], HeaderValue::from_static("google"));
+        both.insert(
+            ORDERING_KEY_HEADERS[1],
+            HeaderValue::from_static("emulator"),
+        );
+        assert_eq!(
+            decode(&both, body("{}")).unwrap().ordering_key.as_deref(),
+            Some("google")
+        );
     }
 
     #[test]

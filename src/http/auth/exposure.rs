@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How long one answer is trusted.
 const TTL: Duration = Duration::from_secs(60);

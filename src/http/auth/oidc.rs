@@ -172,7 +172,16 @@ impl OidcVerifier {
         })?;
         decode::<Claims>(token, &key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| classify(e.kind()))
+            .map_err(|e| match e.kind() {
+                // jsonwebtoken reads times as unsigned: an exp before 1970 looks missing to it.
+                ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => {
+                    match unverified_claims(token).and_then(|c| c.exp) {
+                        Some(_) => classify(&ErrorKind::ExpiredSignature),
+                        None => classify(e.kind()),
+                    }
+                }
+                kind => classify(kind),
+            })
     }
 
     /// A token whose signature Cloud Run has verified and removed: its claims get the checks
@@ -251,6 +260,14 @@ fn check_iat(claims: &Claims, now: i64, leeway: i64) -> Result<(), AuthError> {
         Some(iat) if iat > now + leeway => Err(invalid("token iat is in the future")),
         Some(_) => Ok(()),
     }
+}
+
+/// A token's claims, read without checking its signature: only to say what is wrong with one
+/// that was refused.
+fn unverified_claims(token: &str) -> Option<Claims> {
+    jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+        .ok()
+        .map(|data| data.claims)
 }
 
 fn classify(kind: &ErrorKind) -> AuthError {

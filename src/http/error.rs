@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 429: more requests in progress than `--max-concurrency`.
     #[error("too many requests in progress")]
     Overloaded,
+    /// 429: the memory budget for pushes in flight (`--memory-budget-mb`) is taken.
+    #[error("the memory pushes in flight may hold is taken; the message will be redelivered")]
+    BudgetFull,
     /// 503: the request did not finish within `--request-timeout-secs`.
     #[error("request timed out")]
     TimedOut,
@@ -51,6 +54,17 @@ pub enum ApiError {
     /// 405: the path exists, the method does not; the response keeps `Allow`.
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: Method, path: String },
+    /// 431: more headers than landfall reads (the number it reads); refused before routing.
+    #[error(
+        "the request carries more headers than landfall reads (at most {0} headers): a Pub/Sub push carries at most 100 attributes"
+    )]
+    HeadersTooLarge(usize),
+    /// 400: not readable as HTTP/1.1 (its start line, a header, or `Content-Length`);
+    /// refused before routing.
+    #[error(
+        "the request is not readable as HTTP/1.1: its start line, a header or its Content-Length is malformed"
+    )]
+    Malformed,
     /// The status the router chose for a request it refused by itself (other than 404/405).
     #[error("the request was refused ({0})")]
     Refused(StatusCode),
@@ -60,18 +74,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A refusal hyper made before the request reached the router, by its status.
+    pub fn refused_by_http(status: StatusCode, max_headers: usize) -> Self {
+        match status {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge(max_headers),
+            StatusCode::BAD_REQUEST => Self::Malformed,
+            other => Self::Refused(other),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadEnvelope(_) | Self::BodyUnreadable(_) | Self::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadEnvelope(_)
+            | Self::BodyUnreadable(_)
+            | Self::BadRequest(_)
+            | Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::SinkUnavailable(_) | Self::AuthUnavailable(_) | Self::TimedOut => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded | Self::BudgetFull => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Refused(status) => *status,
@@ -90,10 +115,12 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::SinkUnavailable(_) => "sink_unavailable",
             Self::AuthUnavailable(_) => "auth_unavailable",
-            Self::Overloaded => "overloaded",
+            Self::Overloaded | Self::BudgetFull => "overloaded",
             Self::TimedOut => "timed_out",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::HeadersTooLarge(_) => "headers_too_large",
+            Self::Malformed => "malformed_request",
             Self::Refused(_) => "refused",
             Self::Internal(_) => "internal",
         }
@@ -142,7 +169,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        response.extensions_mut().insert(Outcome(self.outcome()));
+        response
+            .extensions_mut()
+            .insert(PushOutcome(self.outcome()));
         response
     }
 }
@@ -150,7 +179,7 @@ impl IntoResponse for ApiError {
 /// How a push was answered, for metrics: set on every response a push handler or an
 /// [`ApiError`] produces.
 #[derive(Debug, Clone, Copy)]
-pub struct Outcome(pub &'static str);
+pub struct PushOutcome(pub &'static str);
 
 /// Gives the responses the router makes by itself (404, 405, …), which have empty bodies, the
 /// documented error shape; headers such as `Allow` stay.

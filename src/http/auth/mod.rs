@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use jwks::Jwks;
 use oidc::{AuthError, OidcConfig, OidcVerifier, Trust};
 

@@ -10,15 +10,17 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use crate::auth::PushAuth;
-use crate::auth::exposure::ExposureProbe;
-use crate::sink::Sinks;
+use crate::http::auth::PushAuth;
+use crate::http::auth::exposure::ExposureProbe;
+use crate::http::budget::MemoryBudget;
+use crate::pipeline::Pipeline;
 use crate::telemetry::metrics::{self, Metrics};
 
 pub struct HealthState {
-    pub sinks: Sinks,
+    pub pipeline: Arc<Pipeline>,
     pub auth: PushAuth,
     pub metrics: Arc<Metrics>,
+    pub budget: Arc<MemoryBudget>,
     /// With `--auth cloud-run`: whether unauthenticated calls are turned away.
     pub exposure: Option<Arc<ExposureProbe>>,
 }
@@ -42,10 +44,14 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// How long each check of `/readyz` may take: they run at once, so that the answer comes well
+/// within a probe's timeout (5 s in the deploy guide) however many do not answer.
+const CHECK_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn readyz(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<Readiness>) {
     let mut checks: Vec<Check> = state
-        .sinks
-        .check()
+        .pipeline
+        .check_within(CHECK_WITHIN)
         .await
         .into_iter()
         .map(|(name, result)| Check {
@@ -61,7 +67,9 @@ pub async fn readyz(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<
         error: auth.err(),
     });
     if let Some(exposure) = &state.exposure {
-        let ready = exposure.ready().await;
+        let ready = tokio::time::timeout(CHECK_WITHIN, exposure.ready())
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_WITHIN:?}")));
         checks.push(Check {
             name: "unauthenticated_calls",
             ok: ready.is_ok(),
@@ -85,6 +93,9 @@ pub async fn readyz(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<
 
 pub async fn metrics(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     state.metrics.set_keys_age(state.auth.keys_age());
+    state
+        .metrics
+        .set_budget(state.budget.total(), state.budget.reserved());
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.encode(),

@@ -1,0 +1,100 @@
+//! A small ext4 filesystem on a loop device, for the faults a real filesystem has and a
+//! temporary folder on a large disk does not: a few KiB of extended attributes per file, a
+//! disk that fills up. Mounting needs root: where it is not allowed, the test says so and
+//! stops (`Ext4::mount` returns `None`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Ext4 {
+    _image_dir: tempfile::TempDir,
+    mount_point: tempfile::TempDir,
+}
+
+impl Ext4 {
+    /// A fresh ext4 filesystem of `megabytes`, mounted on a folder of its own.
+    pub fn mount(megabytes: u64) -> Option<Self> {
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("fs.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(megabytes << 20)
+            .unwrap();
+        let made = Command::new("mkfs.ext4")
+            // No blocks reserved for root: the tests run as root, and the disk must fill.
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .status();
+        let mount_point = tempfile::tempdir().unwrap();
+        let mounted = made.is_ok_and(|s| s.success())
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(mount_point.path())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!(
+                "SKIPPED: cannot make and mount an ext4 image here (the test needs root and loop devices)"
+            );
+            return None;
+        }
+        Some(Self {
+            _image_dir: image_dir,
+            mount_point,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.mount_point.path()
+    }
+
+    /// A folder on it.
+    pub fn folder(&self, name: &str) -> PathBuf {
+        let folder = self.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        folder
+    }
+
+    /// Remounts it read-only (`true`) or writable again (`false`).
+    pub fn read_only(&self, read_only: bool) {
+        let mode = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
+        let remounted = Command::new("mount")
+            .args(["-o", mode])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(remounted.success(), "mount -o {mode} failed");
+    }
+
+    /// Takes every free byte but `leave`, with a file of its own.
+    pub fn fill(&self, leave: u64) {
+        let free = rustix::fs::statvfs(self.path()).unwrap();
+        let free = free.f_bavail * free.f_frsize;
+        let filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        use std::io::Write;
+        let mut filler = std::io::BufWriter::new(filler);
+        let chunk = vec![0u8; 1 << 16];
+        let mut written = 0;
+        while written + leave < free {
+            match filler.write_all(&chunk) {
+                Ok(()) => written += chunk.len() as u64,
+                Err(_) => break,
+            }
+        }
+        let _ = filler.flush();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.mount_point.path())
+            .status();
+    }
+}
