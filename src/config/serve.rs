@@ -358,9 +358,17 @@ mod tests {
 
     #[test]
     fn the_storage_write_api_is_the_default_and_an_emulator_needs_its_grpc_address() {
-        let config = parse(&["serve", "--bigquery-project", "p", "--auth", "none"]).unwrap();
+        let write_api = |args: &[&str]| {
+            parse(args)
+                .unwrap()
+                .pipeline
+                .sinks
+                .bigquery
+                .unwrap()
+                .write_api
+        };
         assert_eq!(
-            config.pipeline.sinks.bigquery.unwrap().write_api,
+            write_api(&["serve", "--bigquery-project", "p", "--auth", "none"]),
             WriteApi::Storage { emulator: None }
         );
         let rest_only = [
@@ -378,29 +386,14 @@ mod tests {
             "{errors}"
         );
         let insert_all = [&rest_only[..], &["--bigquery-write-api", "insert-all"]].concat();
-        assert_eq!(
-            parse(&insert_all)
-                .unwrap()
-                .pipeline
-                .sinks
-                .bigquery
-                .unwrap()
-                .write_api,
-            WriteApi::InsertAll
-        );
+        assert_eq!(write_api(&insert_all), WriteApi::InsertAll);
         let both = [
             &rest_only[..],
             &["--bigquery-storage-emulator-host", "localhost:9060"],
         ]
         .concat();
         assert_eq!(
-            parse(&both)
-                .unwrap()
-                .pipeline
-                .sinks
-                .bigquery
-                .unwrap()
-                .write_api,
+            write_api(&both),
             WriteApi::Storage {
                 emulator: Some("http://localhost:9060".into())
             }
