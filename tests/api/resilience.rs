@@ -118,9 +118,16 @@ async fn sigterm_drains_a_pending_push_then_exits_zero() {
     );
     let status = landfall.wait();
     assert!(status.success(), "exit status {status}");
+    let logs = landfall.logs();
     assert!(
-        landfall.logs().iter().all(|l| l["severity"].is_string()),
+        logs.iter().all(|l| l["severity"].is_string()),
         "Cloud Logging needs severity on every line"
+    );
+    let said: Vec<&str> = logs.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(said.contains(&"landfall stopped"), "{said:?}");
+    assert!(
+        !said.iter().any(|m| m.contains("abandoning")),
+        "a drained server abandons nothing: {said:?}"
     );
     let object = data_dir
         .path()

@@ -257,3 +257,23 @@ async fn backfill_fills_a_new_dataset_with_exactly_the_landed_rows() {
 async fn backfill_in_the_batch_layout_fills_it_too() {
     backfill_fills_a_new_dataset_exactly(&["--landing-layout", "batch"]).await;
 }
+
+/// A backfill with a bucket and no warehouse has nothing to write to: a configuration to
+/// change (exit 2), said before anything is read.
+#[tokio::test]
+async fn a_backfill_without_a_warehouse_is_refused_as_a_configuration_to_change() {
+    let google = Google::bare().await;
+    let output = landfall(&[
+        "backfill",
+        "--gcs-bucket",
+        &google.bucket,
+        "--storage-emulator-host",
+        &google.gcs.url(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("backfill writes warehouse rows: configure --bigquery-project"),
+        "{stderr}"
+    );
+}
