@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::emulators::{Google, WriteApi};
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::proxies::through_proxies;
-use crate::support::{envelope, fixture, fixture_data, json_body, poll};
+use crate::support::{envelope, fixture, fixture_data, json_body, poll, sample};
 
 with_each_write_api!(
     events_land_once_in_the_bucket_and_the_raw_layer,
@@ -178,6 +178,34 @@ async fn a_row_bigquery_refuses_is_dead_lettered_and_acked(api: WriteApi) {
         google
             .objects()
             .contains(&"output/_dead_letter/2026/11/25/10/00/7001.json".to_string())
+    );
+
+    // Redelivered: refused again, its dead letter is already there, so nothing new is stored
+    // or counted.
+    let again = json_body(
+        app.push_json(&envelope("7001", order.to_string().as_bytes()))
+            .await,
+        "/push",
+        200,
+    )
+    .await;
+    assert_eq!(again["outcome"], "dead_lettered", "{again}");
+    assert_eq!(again["duplicate"], true, "{again}");
+    let dead = google
+        .query(&format!(
+            "SELECT message_id FROM {}",
+            google.table("dead_letter")
+        ))
+        .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        sample(
+            &app.scrape().await,
+            "landfall_dead_letters_total",
+            &[("event_type", "order"), ("rule", "warehouse_rejected")]
+        ),
+        Some(1.0),
+        "the redelivery is not counted as a dead letter"
     );
     app.stop().await;
 }
