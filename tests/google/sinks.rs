@@ -146,14 +146,9 @@ async fn a_row_bigquery_refuses_is_dead_lettered_and_acked(api: WriteApi) {
     // Valid JSON number, but beyond what NUMERIC holds: only BigQuery can say no.
     let mut order: Value = serde_json::from_slice(&fixture_data("order.json")).unwrap();
     order["total_amount"] = json!(1e40);
+    let delivery = envelope("7001", order.to_string().as_bytes());
 
-    let ack = json_body(
-        app.push_json(&envelope("7001", order.to_string().as_bytes()))
-            .await,
-        "/push",
-        200,
-    )
-    .await;
+    let ack = json_body(app.push_json(&delivery).await, "/push", 200).await;
 
     assert_eq!(ack["outcome"], "dead_lettered");
     let reason = ack["reason"].as_str().unwrap();
@@ -182,13 +177,7 @@ async fn a_row_bigquery_refuses_is_dead_lettered_and_acked(api: WriteApi) {
 
     // Redelivered: refused again, its dead letter is already there, so nothing new is stored
     // or counted.
-    let again = json_body(
-        app.push_json(&envelope("7001", order.to_string().as_bytes()))
-            .await,
-        "/push",
-        200,
-    )
-    .await;
+    let again = json_body(app.push_json(&delivery).await, "/push", 200).await;
     assert_eq!(again["outcome"], "dead_lettered", "{again}");
     assert_eq!(again["duplicate"], true, "{again}");
     let dead = google
