@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::PROJECT;
-use super::process::{Process, reserve_port, wait_until_up};
+use super::process::{Process, on_fresh_ports, reserve_port, wait_until_up};
 use crate::support::tools::tool;
 
 pub struct BigQuery {
@@ -20,8 +20,7 @@ impl BigQuery {
     /// An instance of its own (the test may stop it). A port someone took meanwhile is
     /// another try on other ports.
     pub async fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
+        on_fresh_ports(async || {
             let bigquery = BigQuery {
                 port: reserve_port(),
                 grpc_port: reserve_port(),
@@ -29,11 +28,11 @@ impl BigQuery {
                 process: Process::idle(),
             };
             match bigquery.try_start().await {
-                Ok(()) => return bigquery,
-                Err(e) => last = e,
+                Ok(()) => Ok(bigquery),
+                Err(e) => Err(format!("local-bigquery did not start: {e}")),
             }
-        }
-        panic!("local-bigquery did not start: {last}");
+        })
+        .await
     }
 
     pub fn url(&self) -> String {

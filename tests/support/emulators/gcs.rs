@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::PROJECT;
-use super::process::{Process, reserve_port, wait_until_up};
+use super::process::{Process, on_fresh_ports, reserve_port, wait_until_up};
 use crate::support::tools::tool;
 
 pub struct Gcs {
@@ -21,19 +21,18 @@ impl Gcs {
     /// An instance of its own (the test may stop it). A port someone took meanwhile is
     /// another try on another port.
     pub async fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
+        on_fresh_ports(async || {
             let gcs = Gcs {
                 port: reserve_port(),
                 root: tempfile::tempdir().unwrap(),
                 process: Process::idle(),
             };
             match gcs.try_start().await {
-                Ok(()) => return gcs,
-                Err(e) => last = e,
+                Ok(()) => Ok(gcs),
+                Err(e) => Err(format!("fake-gcs-server did not start: {e}")),
             }
-        }
-        panic!("fake-gcs-server did not start: {last}");
+        })
+        .await
     }
 
     pub fn url(&self) -> String {

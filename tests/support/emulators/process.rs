@@ -28,6 +28,20 @@ pub fn reserve_port() -> u16 {
     panic!("no free port from {FIRST}");
 }
 
+/// What `start` makes, once it has started: it is tried again (five times in all) when it
+/// fails, since a port [`reserve_port`] gave may be taken by someone else before the emulator
+/// binds it.
+pub async fn on_fresh_ports<T>(start: impl AsyncFn() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match start().await {
+            Ok(started) => return started,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}");
+}
+
 /// A running emulator.
 pub struct Process {
     running: Mutex<Option<(Child, Child)>>,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::PROJECT;
-use super::process::{Process, reserve_port, wait_until_up};
+use super::process::{Process, on_fresh_ports, reserve_port, wait_until_up};
 use crate::support::tools::tool;
 
 async fn post_json(url: &str, body: &Value) -> Value {
@@ -35,8 +35,7 @@ impl PubSub {
             !gcloud.is_empty(),
             "gcloud with the Pub/Sub emulator is not installed"
         );
-        let mut last = String::new();
-        for _ in 0..5 {
+        on_fresh_ports(async || {
             let pubsub = PubSub {
                 port: reserve_port(),
                 dir: tempfile::tempdir().unwrap(),
@@ -51,12 +50,11 @@ impl PubSub {
                 &pubsub.dir.path().join("pubsub.log"),
             );
             let root = format!("http://127.0.0.1:{}/", pubsub.port);
-            match wait_until_up(&root, "the Pub/Sub emulator", &pubsub.process).await {
-                Ok(()) => return pubsub,
-                Err(e) => last = e,
-            }
-        }
-        panic!("{last}");
+            wait_until_up(&root, "the Pub/Sub emulator", &pubsub.process)
+                .await
+                .map(|()| pubsub)
+        })
+        .await
     }
 
     fn url(&self, path: &str) -> String {
