@@ -48,6 +48,26 @@ pub struct Pipeline {
     reader: Option<Reader>,
 }
 
+/// How a message of this fate is handled; `Err` with the reason when a warehouse refused
+/// its content.
+fn handling_of(fate: Fate) -> Result<Handling, String> {
+    match fate {
+        Fate::Stored => Ok(Handling::Stored),
+        Fate::Duplicate => Ok(Handling::Duplicate),
+        Fate::EarlierEvent => Ok(Handling::EarlierEvent),
+        Fate::Rejected(reason) => Err(reason),
+    }
+}
+
+/// Dead-letter rows are plain text columns: a refusal means the warehouse's table is broken,
+/// and the message must stay unacknowledged until it is mended.
+fn dead_letter_refused(reason: String) -> SinkError {
+    SinkError {
+        sink: "warehouse",
+        message: format!("the dead letter was refused: {reason}"),
+    }
+}
+
 /// The group-commit writers behind a pipeline: they finish their batches once every handle
 /// to the pipeline is gone.
 pub struct Writers(Vec<JoinHandle<()>>);
@@ -171,28 +191,21 @@ impl Pipeline {
         record: Arc<Record>,
         settled: fate::Settled,
     ) -> Result<Handled, SinkError> {
-        let handling = match settled.fate {
-            Fate::Stored => Handling::Stored,
-            Fate::Duplicate => Handling::Duplicate,
-            Fate::EarlierEvent => Handling::EarlierEvent,
-            Fate::Rejected(reason) => return self.dead_letter_refused(&record, reason).await,
-        };
-        Ok(self.handled(record, handling, settled.landing_uri))
+        match handling_of(settled.fate) {
+            Ok(handling) => Ok(self.handled(record, handling, settled.landing_uri)),
+            Err(reason) => self.dead_letter_instead(&record, reason).await,
+        }
     }
 
     /// A warehouse refused a row for its content: the message goes to the dead letter, since
     /// the same content would be refused again on every redelivery.
-    async fn dead_letter_refused(
+    async fn dead_letter_instead(
         &self,
         refused: &Record,
         reason: String,
     ) -> Result<Handled, SinkError> {
         let (false, Some(event_type)) = (refused.is_dead_letter(), refused.event_type()) else {
-            // Dead-letter rows are plain text columns: a refusal means the schema is broken.
-            return Err(SinkError {
-                sink: "warehouse",
-                message: format!("the dead letter was refused: {reason}"),
-            });
+            return Err(dead_letter_refused(reason));
         };
         // No `prior`: the event it would be is the very one refused.
         let poison = Poison {
@@ -205,10 +218,7 @@ impl Pipeline {
             .classifier
             .dead_letter(refused.delivery.clone(), received_now(), poison);
         let settled = settle(self.sinks.land(record.clone()).await?);
-        let handling = match settled.fate {
-            Fate::Duplicate => Handling::Duplicate,
-            _ => Handling::Stored,
-        };
+        let handling = handling_of(settled.fate).map_err(dead_letter_refused)?;
         Ok(self.handled(record, handling, settled.landing_uri))
     }
 
@@ -247,5 +257,86 @@ impl Pipeline {
         within: Duration,
     ) -> Vec<(&'static str, Result<(), SinkError>)> {
         self.sinks.check_within(within).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PartitionTime;
+    use crate::landing::{LandingBatchConfig, LandingLayout, LayoutKind};
+    use crate::sink::batch::BatchConfig;
+    use crate::sink::testing::Scripted;
+
+    const INVENTORY: &[u8] = br#"{"event_type":"inventory","inventory_id":"i","product_id":"p","warehouse_id":"w","quantity_change":1,"reason":"sale","timestamp":"2026-11-25T09:59:00Z"}"#;
+
+    fn config() -> PipelineConfig {
+        let landing = LandingLayout {
+            prefix: String::new(),
+            partition: PartitionTime::Event,
+            kind: LayoutKind::Event,
+            names: Default::default(),
+        };
+        let landing_batch = LandingBatchConfig {
+            max_events: 10,
+            max_bytes: 1 << 20,
+            linger: Duration::from_millis(1),
+            idle: Duration::from_secs(1),
+        };
+        let sinks = SinkConfig {
+            landing,
+            landing_batch,
+            embedded: None,
+            gcs: None,
+            bigquery: None,
+            batch: BatchConfig::new(10, Duration::from_millis(1)),
+            deadline: Duration::from_secs(5),
+        };
+        PipelineConfig {
+            catalog: CatalogSource::Shipped,
+            routing: Default::default(),
+            sinks,
+        }
+    }
+
+    fn pipeline(warehouse: Arc<Scripted>) -> Pipeline {
+        let landing = Scripted::landing("landing", "file:///o", Some(false));
+        let set = SinkSet {
+            sinks: vec![landing, warehouse],
+            stores: Vec::new(),
+        };
+        let catalog = crate::event::testing::catalog();
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(5), false));
+        Pipeline::with_sinks(catalog, &config(), set, metrics).0
+    }
+
+    fn delivery() -> Delivery {
+        crate::event::testing::delivery("61", INVENTORY)
+    }
+
+    #[tokio::test]
+    async fn a_row_the_warehouse_refuses_is_stored_as_a_dead_letter_instead() {
+        let pipeline = pipeline(Scripted::refusing_events("warehouse", "no such column"));
+        let event = pipeline.classify(delivery(), received_now());
+        assert!(!event.is_dead_letter(), "the fixture is a valid event");
+        let handled = pipeline.land(event).await.unwrap();
+        assert_eq!(handled.handling, Handling::Stored);
+        assert!(handled.record.is_dead_letter());
+        assert_eq!(handled.record.rule(), Some("warehouse_rejected"));
+        assert_eq!(handled.landing_uri.as_deref(), Some("file:///o"));
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_the_warehouse_refuses_too_acknowledges_nothing() {
+        let pipeline = pipeline(Scripted::refusing("warehouse", "no such column"));
+        let event = pipeline.classify(delivery(), received_now());
+        let failed = pipeline.land(event).await.unwrap_err();
+        assert_eq!(failed.sink, "warehouse");
+        assert!(
+            failed
+                .message
+                .contains("the dead letter was refused: no such column"),
+            "{failed:?}"
+        );
     }
 }

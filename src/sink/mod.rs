@@ -401,7 +401,11 @@ enum Copies {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
 mod tests {
+    use super::testing::Scripted;
     use super::*;
     use crate::telemetry::metrics::SinkMetrics;
 
@@ -451,87 +455,6 @@ mod tests {
         assert_eq!(own.table.name, "dead_letter");
         assert_eq!(own.time, record.delivery.publish_time);
         assert!(Probe::prior(&crate::event::testing::record("62", b"[]")).is_none());
-    }
-
-    /// A test double: answers every write with `answer`, and keeps what the landing layer
-    /// told it of each record it was given.
-    struct Scripted {
-        name: &'static str,
-        layer: Layer,
-        answer: Result<Written, SinkError>,
-        finds: Option<HashSet<String>>,
-        told: std::sync::Mutex<Vec<Option<bool>>>,
-    }
-
-    impl Scripted {
-        fn landing(name: &'static str, uri: &str, before: Option<bool>) -> Arc<Self> {
-            Self::new(name, Layer::Landing, Ok(receipt_at(uri, before)), None)
-        }
-
-        fn warehouse(name: &'static str, finds: Option<&[&str]>) -> Arc<Self> {
-            let finds = finds.map(|ids| ids.iter().map(|id| id.to_string()).collect());
-            Self::new(name, Layer::Warehouse, Ok(Written::Created), finds)
-        }
-
-        /// A sink of this layer whose every write fails.
-        fn failing(name: &'static str, layer: Layer) -> Arc<Self> {
-            let error = SinkError {
-                sink: name,
-                message: "down".into(),
-            };
-            Self::new(name, layer, Err(error), None)
-        }
-
-        fn new(
-            name: &'static str,
-            layer: Layer,
-            answer: Result<Written, SinkError>,
-            finds: Option<HashSet<String>>,
-        ) -> Arc<Self> {
-            Arc::new(Scripted {
-                name,
-                layer,
-                answer,
-                finds,
-                told: Default::default(),
-            })
-        }
-
-        fn told(&self) -> Vec<Option<bool>> {
-            self.told.lock().unwrap().clone()
-        }
-    }
-
-    #[async_trait]
-    impl Sink for Scripted {
-        fn name(&self) -> &'static str {
-            self.name
-        }
-
-        fn layer(&self) -> Layer {
-            self.layer
-        }
-
-        async fn write(&self, batch: &[Entry]) -> Vec<Result<Written, SinkError>> {
-            let mut told = self.told.lock().unwrap();
-            told.extend(batch.iter().map(Entry::landed_before));
-            vec![self.answer.clone(); batch.len()]
-        }
-
-        async fn check(&self) -> Result<(), SinkError> {
-            Ok(())
-        }
-
-        async fn find(&self, _: &[Probe]) -> Option<Result<HashSet<String>, SinkError>> {
-            self.finds.clone().map(Ok)
-        }
-    }
-
-    fn receipt_at(uri: &str, before: Option<bool>) -> Written {
-        Written::Landed(Receipt {
-            uri: uri.into(),
-            before,
-        })
     }
 
     fn lane(sink: &Arc<Scripted>) -> GroupCommit {
