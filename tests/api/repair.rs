@@ -375,3 +375,18 @@ fn a_range_that_is_not_a_time_is_refused_naming_the_flag() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_repair_that_cannot_read_the_layout_record_fails_and_says_where() {
+    let data = tempfile::tempdir().unwrap();
+    // A folder where the record of the landing layout belongs: reading it fails.
+    let record = data.path().join("landing/output/_landfall/layout.json");
+    std::fs::create_dir_all(&record).unwrap();
+    let data = data.path().to_str().unwrap();
+    for command in ["redrive", "backfill"] {
+        let output = landfall(&[command, "--data-dir", data]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("_landfall/layout.json"), "{command}: {stderr}");
+    }
+}
