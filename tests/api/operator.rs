@@ -47,6 +47,10 @@ async fn a_dry_run_writes_nothing_and_a_repair_never_reshapes_the_warehouse() {
     assert_eq!(db.execute("DELETE FROM \"order\"", []).unwrap(), 1);
     drop(db);
     let before = files_under(data.path());
+    // What a crash leaves of a file staged under a temporary name: a start that writes sweeps
+    // it, a dry run leaves it.
+    let staged = data.path().join("landing/output/.staged-by-a-crash.tmp");
+    std::fs::write(&staged, "half a file").unwrap();
 
     for (args, would_land) in [
         (vec!["redrive", "--dry-run", "--data-dir", dir], 0),
@@ -59,7 +63,9 @@ async fn a_dry_run_writes_nothing_and_a_repair_never_reshapes_the_warehouse() {
             stdout.contains(&format!("would land:      {would_land}\n")),
             "{args:?}: {stdout}"
         );
+        assert!(staged.exists(), "{args:?} swept a staged file");
     }
+    std::fs::remove_file(&staged).unwrap();
     let (code, stdout, stderr) = run(&[
         "backfill",
         "--dry-run",
