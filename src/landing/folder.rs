@@ -576,12 +576,16 @@ mod tests {
     #[test]
     fn this_filesystem_stages_files_without_names() {
         let dir = tempfile::tempdir().unwrap();
+        // Not ours to sweep: without named staging a start does not walk the landing layer.
+        let foreign = dir.path().join(".foreign.tmp");
+        fs::write(&foreign, b"x").unwrap();
         let landing = Folder::open(dir.path().to_path_buf(), Access::Serve).unwrap();
         assert_ne!(
             landing.staging(),
             Staging::Named,
             "tests run where O_TMPFILE works"
         );
+        fs::remove_file(&foreign).expect("a start without named staging sweeps nothing");
         assert!(
             fs::read_dir(dir.path()).unwrap().next().is_none(),
             "the probe left nothing"
