@@ -377,16 +377,25 @@ fn a_range_that_is_not_a_time_is_refused_naming_the_flag() {
 }
 
 #[test]
-fn a_repair_that_cannot_read_the_layout_record_fails_and_says_where() {
-    let data = tempfile::tempdir().unwrap();
-    // A folder where the record of the landing layout belongs: reading it fails.
-    let record = data.path().join("landing/output/_landfall/layout.json");
-    std::fs::create_dir_all(&record).unwrap();
-    let data = data.path().to_str().unwrap();
-    for command in ["redrive", "backfill"] {
-        let output = landfall(&[command, "--data-dir", data]);
+fn a_repair_that_cannot_read_the_landing_layer_fails_and_says_where() {
+    // A folder where the layout's record belongs, a file where a type's folder belongs:
+    // reading either fails, and a repair that read nothing must not look like one that
+    // found nothing.
+    for (command, broken, a_folder) in [
+        ("redrive", "_landfall/layout.json", true),
+        ("backfill", "_landfall/layout.json", true),
+        ("redrive", "_dead_letter", false),
+        ("backfill", "order", false),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().join("landing/output").join(broken);
+        std::fs::create_dir_all(if a_folder { &path } else { path.parent().unwrap() }).unwrap();
+        if !a_folder {
+            std::fs::write(&path, "").unwrap();
+        }
+        let output = landfall(&[command, "--data-dir", data.path().to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
-        assert!(stderr.contains("_landfall/layout.json"), "{command}: {stderr}");
+        assert!(stderr.contains(broken), "{command} {broken}: {stderr}");
     }
 }
