@@ -627,6 +627,48 @@ mod tests {
         assert_eq!(left, ["a.json"]);
     }
 
+    fn names(listed: Vec<anyhow::Result<Listed>>) -> Vec<String> {
+        listed.into_iter().map(|l| l.unwrap().name).collect()
+    }
+
+    #[test]
+    fn a_listing_is_every_object_under_the_prefix_in_name_order_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for day in ["22", "20", "19", "21"] {
+            let folder = dir.path().join(format!("out/order/2026/11/{day}"));
+            fs::create_dir_all(&folder).unwrap();
+            for i in (0..8).rev() {
+                fs::write(folder.join(format!("{i}.json")), b"{}").unwrap();
+                fs::write(folder.join(format!(".{i}.json.1-2.tmp")), b"{").unwrap();
+                if day != "19" {
+                    expected.push(format!("out/order/2026/11/{day}/{i}.json"));
+                }
+            }
+        }
+        fs::create_dir_all(dir.path().join("out/inventory/2026/11/20")).unwrap();
+        fs::write(dir.path().join("out/inventory/2026/11/20/0.json"), b"{}").unwrap();
+        expected.sort();
+        // The prefix ends inside a folder's name, as a time range's does.
+        assert_eq!(names(walk(dir.path(), "out/order/2026/11/2")), expected);
+        assert!(leads_to("out/order", "out/order/2026/11/2"));
+        assert!(leads_to("out/order/2026/11/21", "out/order/2026/11/2"));
+        assert!(!leads_to("out/order/2026/11/19", "out/order/2026/11/2"));
+        assert!(!leads_to("out/inventory", "out/order/2026/11/2"));
+    }
+
+    #[test]
+    fn a_listing_of_nothing_is_empty_and_one_that_cannot_be_read_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(walk(dir.path(), "out/order/2026/").is_empty());
+        fs::write(dir.path().join("out"), b"a file where a folder belongs").unwrap();
+        let listed = walk(dir.path(), "out/order/");
+        let [Err(error)] = &listed[..] else {
+            panic!("one error, not {listed:?}");
+        };
+        assert!(format!("{error:#}").starts_with("failed to list"), "{error:#}");
+    }
+
     fn object(name: &str, body: &[u8], metadata: Vec<(&'static str, String)>) -> Object {
         Object {
             name: name.into(),
