@@ -598,13 +598,18 @@ mod tests {
         let nested = dir.path().join("output/order/2026");
         fs::create_dir_all(&nested).unwrap();
         fs::write(nested.join(".order_1.json.77-3.tmp"), b"half").unwrap();
-        fs::write(nested.join("order_1.json"), b"{}").unwrap();
+        // Only what staging names: hidden and ending in `.tmp`.
+        let kept = ["order_1.json", ".order_2.json", "order_3.tmp"];
+        for name in kept {
+            fs::write(nested.join(name), b"{}").unwrap();
+        }
         assert_eq!(sweep(dir.path()).unwrap(), 1);
-        let left: Vec<_> = fs::read_dir(&nested)
+        let mut left: Vec<_> = fs::read_dir(&nested)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(left, ["order_1.json"]);
+        left.sort();
+        assert_eq!(left, [".order_2.json", "order_1.json", "order_3.tmp"]);
     }
 
     #[test]
@@ -667,6 +672,7 @@ mod tests {
             panic!("one error, not {listed:?}");
         };
         assert!(format!("{error:#}").starts_with("failed to list"), "{error:#}");
+        assert!(open_dir(&dir.path().join("out")).is_err(), "a file is no folder");
     }
 
     fn object(name: &str, body: &[u8], metadata: Vec<(&'static str, String)>) -> Object {
