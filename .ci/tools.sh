@@ -8,6 +8,7 @@
 #   pubsub       GCLOUD             gcloud with the Pub/Sub emulator component
 #   prometheus   PROMETHEUS_PYTHON  Python with prometheus-client, whose parser reads /metrics
 #   schemathesis SCHEMATHESIS       schemathesis, which tests the server against openapi/landfall.yaml
+#   fuse         FUSE_PYTHON        Python with fusepy and libfuse2: a filesystem without O_TMPFILE
 # Idempotent: a finished install is marked with a stamp file and reused.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -82,7 +83,19 @@ schemathesis() {
   echo "SCHEMATHESIS=$venv/bin/schemathesis"
 }
 
-for tool in "${@:-gcs bigquery pubsub prometheus schemathesis}"; do
+fuse() {
+  # A FUSE filesystem served by libfuse 2, which has no tmpfile operation: what a landing
+  # folder on a filesystem without O_TMPFILE meets (tests/support/passthrough.py).
+  if ! ldconfig -p | grep -q 'libfuse\.so\.2'; then
+    log "installing libfuse2 (Debian)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libfuse2 >/dev/null
+  fi
+  local venv="$TOOLS/fuse"
+  venv_with "$venv" fusepy==3.0.1
+  echo "FUSE_PYTHON=$venv/bin/python"
+}
+
+for tool in "${@:-gcs bigquery pubsub prometheus schemathesis fuse}"; do
   for name in $tool; do
     "$name"
   done

@@ -171,3 +171,40 @@ async fn delivery_attempt_is_recorded_when_the_subscription_sends_it() {
     );
     app.stop().await;
 }
+
+/// Where `open(O_TMPFILE)` fails (some network and FUSE filesystems), files are staged under
+/// hidden temporary names instead: the same objects land once, nothing temporary stays, and
+/// what a crash left staged is swept at the start.
+#[tokio::test]
+async fn without_o_tmpfile_files_are_staged_under_temporary_names_and_land_the_same() {
+    use crate::support::filesystem::WithoutTmpfile;
+    let Some(disk) = WithoutTmpfile::mount() else {
+        return;
+    };
+    let left = disk
+        .source()
+        .join("landing/output/order/.order_1.json.77-3.tmp");
+    std::fs::create_dir_all(left.parent().unwrap()).unwrap();
+    std::fs::write(&left, "half a file a crash left").unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(disk.path().join("landing"), data_dir.path().join("landing"))
+        .unwrap();
+    let app = spawn_with_config(crate::support::config(data_dir.path(), &[]), data_dir).await;
+
+    assert!(!left.exists(), "what a crash left staged is swept");
+    let ready = json_body(app.get("/readyz").await, "/readyz", 200).await;
+    assert_eq!(ready["checks"][0]["ok"], true, "{ready}");
+    let ack = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    assert_eq!(ack["duplicate"], false, "{ack}");
+    let again = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    let object = "output/order/2026/11/25/09/14/order_20261125091403_1000001.json";
+    assert_eq!(
+        app.landed_objects(),
+        [object],
+        "one object, nothing temporary"
+    );
+    assert_eq!(app.read_object(object), fixture_data("order.json"));
+    assert_eq!(app.count("order"), 1);
+    app.stop().await;
+}

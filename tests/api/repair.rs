@@ -389,7 +389,12 @@ fn a_repair_that_cannot_read_the_landing_layer_fails_and_says_where() {
     ] {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().join("landing/output").join(broken);
-        std::fs::create_dir_all(if a_folder { &path } else { path.parent().unwrap() }).unwrap();
+        std::fs::create_dir_all(if a_folder {
+            &path
+        } else {
+            path.parent().unwrap()
+        })
+        .unwrap();
         if !a_folder {
             std::fs::write(&path, "").unwrap();
         }

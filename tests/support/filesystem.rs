@@ -1,10 +1,13 @@
-//! A small ext4 filesystem on a loop device, for the faults a real filesystem has and a
-//! temporary folder on a large disk does not: a few KiB of extended attributes per file, a
-//! disk that fills up. Mounting needs root: where it is not allowed, the test says so and
-//! stops (`Ext4::mount` returns `None`).
+//! Filesystems for what a temporary folder on a large disk does not have: a small ext4
+//! filesystem on a loop device (a few KiB of extended attributes per file, a disk that fills
+//! up), and a FUSE mount without O_TMPFILE. Mounting needs root: where it is not allowed,
+//! the test says so and stops (`mount` returns `None`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use super::tools::tool;
 
 pub struct Ext4 {
     _image_dir: tempfile::TempDir,
@@ -96,5 +99,78 @@ impl Drop for Ext4 {
             .arg("-l")
             .arg(self.mount_point.path())
             .status();
+    }
+}
+
+/// A folder served again through FUSE by libfuse 2, which has no tmpfile operation: on it,
+/// `open(O_TMPFILE)` fails as on any filesystem without it (`tests/support/passthrough.py`).
+pub struct WithoutTmpfile {
+    /// Where the files really are, to look at them without the mount.
+    source: tempfile::TempDir,
+    mount_point: tempfile::TempDir,
+    server: Child,
+}
+
+impl WithoutTmpfile {
+    pub fn mount() -> Option<Self> {
+        let python = tool("fuse", "FUSE_PYTHON");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/passthrough.py");
+        let (source, mount_point) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let server = Command::new(python)
+            .arg(script)
+            .arg(source.path())
+            .arg(mount_point.path())
+            .spawn()
+            .expect("python runs");
+        let mut mounted = Self {
+            source,
+            mount_point,
+            server,
+        };
+        let served =
+            super::poll::until_blocking(
+                "the FUSE mount",
+                Duration::from_secs(20),
+                || match mounted.server.try_wait().unwrap() {
+                    Some(exit) => Ok(Err(exit)),
+                    None if mounted.is_mounted() => Ok(Ok(())),
+                    None => Err("not mounted yet".to_string()),
+                },
+            );
+        if let Err(exit) = served {
+            eprintln!(
+                "SKIPPED: cannot mount a FUSE filesystem here ({exit}; the test needs root and /dev/fuse)"
+            );
+            return None;
+        }
+        Some(mounted)
+    }
+
+    fn is_mounted(&self) -> bool {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let point = self.mount_point.path().to_str().unwrap();
+        mounts
+            .lines()
+            .any(|line| line.split(' ').nth(1) == Some(point))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.mount_point.path()
+    }
+
+    /// The same folder, not through the mount.
+    pub fn source(&self) -> &Path {
+        self.source.path()
+    }
+}
+
+impl Drop for WithoutTmpfile {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.mount_point.path())
+            .status();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
     }
 }
