@@ -671,8 +671,14 @@ mod tests {
         let [Err(error)] = &listed[..] else {
             panic!("one error, not {listed:?}");
         };
-        assert!(format!("{error:#}").starts_with("failed to list"), "{error:#}");
-        assert!(open_dir(&dir.path().join("out")).is_err(), "a file is no folder");
+        assert!(
+            format!("{error:#}").starts_with("failed to list"),
+            "{error:#}"
+        );
+        assert!(
+            open_dir(&dir.path().join("out")).is_err(),
+            "a file is no folder"
+        );
     }
 
     fn object(name: &str, body: &[u8], metadata: Vec<(&'static str, String)>) -> Object {
