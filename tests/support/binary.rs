@@ -29,11 +29,38 @@ pub fn landfall(args: &[&str]) -> Output {
     landfall_with_env(args, &[])
 }
 
+/// How long a command may run: one that should stop but serves instead must fail the test,
+/// not hang it.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+
 /// Runs the real binary to completion with these environment variables set.
 pub fn landfall_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = command();
     command.args(args).envs(env.iter().copied());
-    command.output().expect("landfall runs")
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("landfall runs");
+    let stdout = read_all(child.stdout.take().expect("piped"));
+    let stderr = read_all(child.stderr.take().expect("piped"));
+    let exited = poll::until_blocking_or(COMMAND_DEADLINE, || child.try_wait().unwrap());
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+        panic!("landfall {args:?} did not exit within {COMMAND_DEADLINE:?}: {stderr}");
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
 
 /// The real `landfall` binary serving on a free port with JSON logs, its log lines collected.

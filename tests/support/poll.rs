@@ -49,3 +49,18 @@ pub fn until_blocking<T>(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Asks `check` on this thread until it answers `Some`, at most `within`; `None` when it never
+/// did, for a caller that must clean up before it fails.
+pub fn until_blocking_or<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
