@@ -20,12 +20,15 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn landing(name: &'static str, uri: &str, before: Option<bool>) -> Arc<Self> {
-        Self::new(name, Layer::Landing, Ok(receipt_at(uri, before)), None)
+        Arc::new(Self::new(name, Layer::Landing, Ok(receipt_at(uri, before))))
     }
 
     pub fn warehouse(name: &'static str, finds: Option<&[&str]>) -> Arc<Self> {
         let finds = finds.map(|ids| ids.iter().map(|id| id.to_string()).collect());
-        Self::new(name, Layer::Warehouse, Ok(Written::Created), finds)
+        Arc::new(Self {
+            finds,
+            ..Self::new(name, Layer::Warehouse, Ok(Written::Created))
+        })
     }
 
     /// A sink of this layer whose every write fails.
@@ -34,42 +37,35 @@ impl Scripted {
             sink: name,
             message: "down".into(),
         };
-        Self::new(name, layer, Err(error), None)
+        Arc::new(Self::new(name, layer, Err(error)))
     }
 
     /// A warehouse that refuses every row for its content.
     pub fn refusing(name: &'static str, reason: &str) -> Arc<Self> {
-        Self::new(
-            name,
-            Layer::Warehouse,
-            Ok(Written::Rejected(reason.into())),
-            None,
-        )
+        Arc::new(Self::rejecting(name, reason))
     }
 
     /// A warehouse that refuses every event's row and stores dead letters.
     pub fn refusing_events(name: &'static str, reason: &str) -> Arc<Self> {
-        let mut sink = Self::refusing(name, reason);
-        Arc::get_mut(&mut sink)
-            .expect("not shared yet")
-            .dead_letters = Some(Written::Created);
-        sink
+        Arc::new(Self {
+            dead_letters: Some(Written::Created),
+            ..Self::rejecting(name, reason)
+        })
     }
 
-    fn new(
-        name: &'static str,
-        layer: Layer,
-        answer: Result<Written, SinkError>,
-        finds: Option<HashSet<String>>,
-    ) -> Arc<Self> {
-        Arc::new(Scripted {
+    fn rejecting(name: &'static str, reason: &str) -> Self {
+        Self::new(name, Layer::Warehouse, Ok(Written::Rejected(reason.into())))
+    }
+
+    fn new(name: &'static str, layer: Layer, answer: Result<Written, SinkError>) -> Self {
+        Scripted {
             name,
             layer,
             answer,
             dead_letters: None,
-            finds,
+            finds: None,
             told: Default::default(),
-        })
+        }
     }
 
     pub fn told(&self) -> Vec<Option<bool>> {

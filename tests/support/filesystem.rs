@@ -95,11 +95,13 @@ impl Ext4 {
 
 impl Drop for Ext4 {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mount_point.path())
-            .status();
+        unmount(self.mount_point.path());
     }
+}
+
+/// Detaches a mount at once, even while something still has a file open on it.
+fn unmount(mount_point: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(mount_point).status();
 }
 
 /// A folder served again through FUSE by libfuse 2, which has no tmpfile operation: on it,
@@ -166,10 +168,7 @@ impl WithoutTmpfile {
 
 impl Drop for WithoutTmpfile {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mount_point.path())
-            .status();
+        unmount(self.mount_point.path());
         let _ = self.server.kill();
         let _ = self.server.wait();
     }

@@ -37,17 +37,9 @@ pub fn until_blocking<T>(
     within: Duration,
     mut check: impl FnMut() -> Result<T, String>,
 ) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(seen) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; last seen: {seen}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut seen = String::new();
+    let answer = until_blocking_or(within, || check().map_err(|last| seen = last).ok());
+    answer.unwrap_or_else(|| panic!("{what}: not within {within:?}; last seen: {seen}"))
 }
 
 /// Asks `check` on this thread until it answers `Some`, at most `within`; `None` when it never
