@@ -83,6 +83,11 @@ async fn limit_error(error: BoxError) -> ApiError {
     if error.is::<tower::load_shed::error::Overloaded>() {
         ApiError::Overloaded
     } else if error.is::<tower::timeout::error::Elapsed>() {
+        // The handler is gone and never says why; the push's log line must.
+        tracing::Span::current().record(
+            "error",
+            "the sinks did not finish within --request-timeout-secs",
+        );
         ApiError::TimedOut
     } else {
         ApiError::Internal(error.to_string())

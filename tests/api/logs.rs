@@ -112,6 +112,41 @@ async fn each_push_logs_one_line_with_its_trace_and_a_rounded_latency() {
 }
 
 #[tokio::test]
+async fn a_push_past_its_deadline_logs_that_the_sinks_did_not_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let landfall = Binary::start(
+        &[
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--request-timeout-secs",
+            "1",
+            "--sqlite-busy-timeout-ms",
+            "5000",
+        ],
+        &[],
+    );
+    let blocker = rusqlite::Connection::open(data.path().join("warehouse.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let response = reqwest::Client::new()
+        .post(landfall.url("/push"))
+        .body(fixture("order.json"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 503);
+    let line = landfall.wait_for_log(|l| l["message"] == "push not acknowledged");
+    assert_eq!(line["severity"], "ERROR");
+    assert_eq!(line["message_id"], "1000001");
+    assert_eq!(
+        line["error"],
+        "the sinks did not finish within --request-timeout-secs"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+}
+
+#[tokio::test]
 async fn a_rejected_token_is_logged_without_the_token() {
     let data = tempfile::tempdir().unwrap();
     let landfall = Binary::start(

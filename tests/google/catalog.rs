@@ -1,10 +1,13 @@
 //! The catalog against BigQuery: a type defined only in a test catalog gets its partitioned,
-//! clustered table and typed rows; a new field becomes a column on `schema apply`; and a
-//! deploy that runs ahead of `schema apply` never dead-letters a valid event.
+//! clustered table and typed rows; a new field becomes a column on `schema apply`; a deploy
+//! that runs ahead of `schema apply` never dead-letters a valid event; and a slow first
+//! comparison with the tables is made once, not again by every batch that waited for it.
 
 use serde_json::{Value, json};
 
-use crate::support::emulators::{Google, PROJECT};
+use crate::support::emulators::{Google, PROJECT, WriteApi};
+use crate::support::fault_proxy::Call;
+use crate::support::proxies::through_proxies;
 use crate::support::{
     catalog_dir, catalog_fixture, envelope, fixture_data, json_body, shipped_catalog_with,
     shipped_schema,
@@ -219,6 +222,35 @@ async fn a_deploy_ahead_of_schema_apply_never_dead_letters_a_valid_event() {
         google.rows("dead_letter").await,
         0,
         "nothing valid was dead-lettered"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_first_comparison_with_the_tables_is_made_once_for_the_pushes_that_wait() {
+    let (google, proxy) = through_proxies(WriteApi::Storage).await;
+    // Slower than the start waits for it: landfall serves while it is still comparing.
+    proxy
+        .rest
+        .delay(Call::TableGet, std::time::Duration::from_millis(800));
+    let app = google.app(&[]).await;
+
+    let pushes = ["order.json", "inventory.json", "user-activity.json"].map(|name| {
+        let app = &app;
+        async move { json_body(app.push_fixture(name).await, "/push", 200).await }
+    });
+    let answers = futures::future::join_all(pushes).await;
+
+    assert!(
+        answers.iter().all(|a| a["outcome"] == "landed"),
+        "{answers:?}"
+    );
+    let shipped =
+        landfall::schema::Catalog::load(&landfall::schema::CatalogSource::Shipped).unwrap();
+    assert_eq!(
+        proxy.rest.seen(Call::TableGet),
+        shipped.tables().count(),
+        "one comparison: each table read once"
     );
     app.stop().await;
 }

@@ -18,6 +18,8 @@ use serde_json::Value;
 pub enum Call {
     InsertAll,
     Query,
+    /// `tables.get`: how landfall compares a table with the catalog.
+    TableGet,
 }
 
 #[derive(Default)]
@@ -29,6 +31,8 @@ struct Shared {
     queries: Vec<Value>,
     failed: usize,
     strip_insert_ids: bool,
+    /// Every call of a known kind that reached the proxy.
+    seen: Vec<Call>,
 }
 
 #[derive(Clone)]
@@ -112,13 +116,22 @@ impl FaultProxy {
     pub fn failed(&self) -> usize {
         self.state.lock().unwrap().failed
     }
+
+    /// Calls of this kind that reached the proxy, whatever became of them.
+    pub fn seen(&self, call: Call) -> usize {
+        let state = self.state.lock().unwrap();
+        state.seen.iter().filter(|c| **c == call).count()
+    }
 }
 
-fn kind(path: &str) -> Option<Call> {
+fn kind(method: &axum::http::Method, path: &str) -> Option<Call> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     if path.ends_with("/insertAll") {
         Some(Call::InsertAll)
     } else if path.ends_with("/queries") {
         Some(Call::Query)
+    } else if method == axum::http::Method::GET && segments.iter().rev().nth(1) == Some(&"tables") {
+        Some(Call::TableGet)
     } else {
         None
     }
@@ -128,9 +141,10 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
     let (parts, body) = request.into_parts();
     let mut body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let path = parts.uri.path().to_string();
-    let call = kind(&path);
+    let call = kind(&parts.method, &path);
     let (backend, delay) = {
         let mut state = proxy.state.lock().unwrap();
+        state.seen.extend(call);
         if let Some((_, status)) = state
             .failing
             .iter()
@@ -163,7 +177,7 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
             Some(Call::Query) => state
                 .queries
                 .push(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-            None => {}
+            Some(Call::TableGet) | None => {}
         }
         let delay = state
             .delays

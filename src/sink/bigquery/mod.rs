@@ -230,6 +230,11 @@ impl BigQueryWarehouse {
     /// which tables are still behind.
     async fn sync(&self) {
         let _one_at_a_time = self.syncing.lock().await;
+        self.sync_now().await;
+    }
+
+    /// [`Self::sync`], the caller holding `syncing`.
+    async fn sync_now(&self) {
         let behind = match self.try_sync().await {
             Ok(behind) => behind,
             Err(e) => {
@@ -278,18 +283,26 @@ impl BigQueryWarehouse {
         Ok(behind)
     }
 
-    /// Re-syncs when a table is behind and the last attempt is old enough.
+    /// Re-syncs when a table is behind and the last attempt is old enough. Asked again once
+    /// the lock is held: the batches and probes that queued behind one comparison are served
+    /// by it, instead of each making another in turn (a start slower than `FIRST_SYNC_WAIT`
+    /// held the first pushes for two comparisons or more).
     async fn resync_if_due(&self) {
-        let due = {
-            let state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
-            !state.behind.is_empty()
-                && state
-                    .last_sync
-                    .is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL)
-        };
-        if due {
-            self.sync().await;
+        if !self.resync_due() {
+            return;
         }
+        let _one_at_a_time = self.syncing.lock().await;
+        if self.resync_due() {
+            self.sync_now().await;
+        }
+    }
+
+    fn resync_due(&self) -> bool {
+        let state = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+        !state.behind.is_empty()
+            && state
+                .last_sync
+                .is_none_or(|t| t.elapsed() >= RESYNC_INTERVAL)
     }
 
     fn behind(&self, table: &str) -> Option<String> {
