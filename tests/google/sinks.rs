@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use crate::support::emulators::{Google, WriteApi};
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::proxies::through_proxies;
-use crate::support::{envelope, fixture, fixture_data, json_body, poll, sample};
+use crate::support::{
+    envelope, fixture, fixture_data, json_body, poll, sample, shipped_catalog_with, shipped_schema,
+};
 
 with_each_write_api!(
     events_land_once_in_the_bucket_and_the_raw_layer,
@@ -238,6 +240,23 @@ async fn an_unreachable_bucket_nacks_and_readiness_says_why() {
     json_body(app.push_fixture("inventory.json").await, "/push", 200).await;
     assert_eq!(google.objects().len(), 1);
     assert_eq!(google.rows("inventory").await, 1);
+
+    // Gone again once the layout is confirmed: only the bucket's own probe can tell.
+    google.gcs.stop();
+    poll::until(
+        "readiness says the bucket is gone",
+        Duration::from_secs(30),
+        || async {
+            let answer = app.get("/readyz").await;
+            let status = answer.status();
+            let body: Value = answer.json().await.unwrap();
+            match (status.as_u16(), &body["checks"][0]) {
+                (503, check) if check["name"] == "gcs" && check["ok"] == false => Ok(()),
+                _ => Err(format!("{status} {body}")),
+            }
+        },
+    )
+    .await;
     app.stop().await;
 }
 
@@ -334,5 +353,42 @@ async fn the_largest_attribute_set_lands_its_row_whole_and_its_object_says_what_
         .await;
     let attributes: Value = serde_json::from_str(row[0][0].as_str().unwrap()).unwrap();
     assert_eq!(attributes.as_object().unwrap().len(), 100);
+    app.stop().await;
+}
+
+/// The shipped catalog with a new required field in `order`, as a folder.
+fn stricter_order_catalog() -> tempfile::TempDir {
+    let mut order = shipped_schema("order");
+    order["properties"]["channel"] = json!({"type": "string"});
+    order["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("channel"));
+    shipped_catalog_with("order", order)
+}
+
+/// Whether a refused payload's event has landed before is the bucket's to say: an order that
+/// landed, redelivered after a deploy that refuses it, is that object, not a dead letter.
+#[tokio::test]
+async fn a_landed_order_redelivered_under_a_stricter_catalog_is_a_duplicate_not_a_dead_letter() {
+    let google = Google::new().await;
+    let app = google.app(&[]).await;
+    let first = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    app.stop().await;
+    let catalog = stricter_order_catalog();
+    let app = google
+        .app(&["--schemas", catalog.path().to_str().unwrap()])
+        .await;
+
+    let again = json_body(app.push_fixture("order.json").await, "/push", 200).await;
+
+    assert_eq!(again["outcome"], "landed", "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["landing_uri"], first["landing_uri"]);
+    let objects = google.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(objects[0].starts_with("output/order/"), "{objects:?}");
+    assert_eq!(google.rows("order").await, 1);
+    assert_eq!(google.rows("dead_letter").await, 0);
     app.stop().await;
 }
