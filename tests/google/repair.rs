@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::support::emulators::Google;
+use crate::support::fault_proxy::{Call, FaultProxy};
 use crate::support::{envelope, json_body, landfall, shipped_catalog_with, shipped_schema};
 
 const ORDERS: usize = 30;
@@ -276,4 +277,36 @@ async fn a_backfill_without_a_warehouse_is_refused_as_a_configuration_to_change(
         stderr.contains("backfill writes warehouse rows: configure --bigquery-project"),
         "{stderr}"
     );
+}
+
+/// A repair reads the bucket only with the layout its record names: a record it cannot read
+/// (Cloud Storage answering 503, not "no such object") stops it, naming what failed, instead
+/// of reading the objects with a layout it never compared.
+#[tokio::test]
+async fn a_layout_record_that_cannot_be_read_stops_a_backfill() {
+    let google = Google::new().await;
+    let app = google.app(&[]).await;
+    json_body(app.push_fixture("order.json").await, "/push", 200).await;
+    app.stop().await;
+    let proxy = FaultProxy::start(&google.gcs.url()).await;
+    proxy.fail(Call::LayoutRead, 503);
+    let mut args = vec![
+        "backfill".to_string(),
+        "--request-timeout-secs".into(),
+        "2".into(),
+    ];
+    args.extend(google.sink_args());
+    let host = args
+        .iter()
+        .position(|a| a == "--storage-emulator-host")
+        .unwrap();
+    args[host + 1] = proxy.url.clone();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let output = landfall(&args);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("layout.json"), "{stderr}");
+    assert!(proxy.failed() >= 1, "the record's read reached the proxy");
 }

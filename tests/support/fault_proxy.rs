@@ -1,5 +1,6 @@
 //! A fault-injecting proxy written for these tests (a stand-in, not Google's code): it sits in
-//! front of local-bigquery, passes every call through, counts landfall's calls by kind, keeps
+//! front of local-bigquery (or fake-gcs-server, to fail the read of one object), passes every
+//! call through, counts landfall's calls by kind, keeps
 //! the bodies of its insertAll calls and lookup queries, and answers chosen kinds of call with
 //! an error status instead, for as long as the test says (a 503 storm, a failing
 //! `jobs.query`). It can also take the `insertId`s out of insertAll calls, so that BigQuery
@@ -20,6 +21,8 @@ pub enum Call {
     Query,
     /// `tables.get`: how landfall compares a table with the catalog.
     TableGet,
+    /// Cloud Storage: a read of the landing layer's layout record.
+    LayoutRead,
 }
 
 #[derive(Default)]
@@ -132,6 +135,8 @@ fn kind(method: &axum::http::Method, path: &str) -> Option<Call> {
         Some(Call::Query)
     } else if method == axum::http::Method::GET && segments.iter().rev().nth(1) == Some(&"tables") {
         Some(Call::TableGet)
+    } else if method == axum::http::Method::GET && path.ends_with("layout.json") {
+        Some(Call::LayoutRead)
     } else {
         None
     }
@@ -177,7 +182,7 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
             Some(Call::Query) => state
                 .queries
                 .push(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-            Some(Call::TableGet) | None => {}
+            Some(Call::TableGet | Call::LayoutRead) | None => {}
         }
         let delay = state
             .delays
@@ -205,11 +210,19 @@ async fn forward(State(proxy): State<FaultProxy>, request: Request) -> Response 
         .await
         .unwrap();
     let status = answer.status();
-    let content_type = answer.headers().get("content-type").cloned();
+    // The backend's headers pass on (Cloud Storage's generation and hashes with them), but
+    // those that describe this hop's framing.
+    let mut headers = answer.headers().clone();
+    for hop in [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "content-encoding",
+    ] {
+        headers.remove(hop);
+    }
     let bytes = answer.bytes().await.unwrap();
     let mut response = (status, bytes).into_response();
-    if let Some(content_type) = content_type {
-        response.headers_mut().insert("content-type", content_type);
-    }
+    response.headers_mut().extend(headers);
     response
 }
