@@ -52,24 +52,6 @@ async fn a_restart_with_another_partition_time_or_layout_is_refused_naming_the_s
     app.stop().await;
 }
 
-/// The shipped `order` schema with a new required field, as a folder.
-fn stricter_order_catalog() -> tempfile::TempDir {
-    let mut order = shipped_schema("order");
-    order["properties"]["channel"] = json!({"type": "string"});
-    order["required"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("channel"));
-    catalog_dir(&[
-        ("order.json", order.to_string()),
-        ("inventory.json", shipped_schema("inventory").to_string()),
-        (
-            "user_activity.json",
-            shipped_schema("user_activity").to_string(),
-        ),
-    ])
-}
-
 async fn redelivered_under_a_stricter_catalog(
     layout: &[&str],
 ) -> (TestApp, serde_json::Value, serde_json::Value) {

@@ -290,17 +290,14 @@ async fn a_layout_record_that_cannot_be_read_stops_a_backfill() {
     app.stop().await;
     let proxy = FaultProxy::start(&google.gcs.url()).await;
     proxy.fail(Call::LayoutRead, 503);
+    let google = google.through_gcs(&proxy.url);
+
     let mut args = vec![
         "backfill".to_string(),
         "--request-timeout-secs".into(),
         "2".into(),
     ];
     args.extend(google.sink_args());
-    let host = args
-        .iter()
-        .position(|a| a == "--storage-emulator-host")
-        .unwrap();
-    args[host + 1] = proxy.url.clone();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let output = landfall(&args);

@@ -8,7 +8,7 @@ use crate::support::emulators::{Google, WriteApi};
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::proxies::through_proxies;
 use crate::support::{
-    envelope, fixture, fixture_data, json_body, poll, sample, shipped_catalog_with, shipped_schema,
+    envelope, fixture, fixture_data, json_body, poll, sample, stricter_order_catalog,
 };
 
 with_each_write_api!(
@@ -354,17 +354,6 @@ async fn the_largest_attribute_set_lands_its_row_whole_and_its_object_says_what_
     let attributes: Value = serde_json::from_str(row[0][0].as_str().unwrap()).unwrap();
     assert_eq!(attributes.as_object().unwrap().len(), 100);
     app.stop().await;
-}
-
-/// The shipped catalog with a new required field in `order`, as a folder.
-fn stricter_order_catalog() -> tempfile::TempDir {
-    let mut order = shipped_schema("order");
-    order["properties"]["channel"] = json!({"type": "string"});
-    order["required"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("channel"));
-    shipped_catalog_with("order", order)
 }
 
 /// Whether a refused payload's event has landed before is the bucket's to say: an order that

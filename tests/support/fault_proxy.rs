@@ -128,12 +128,13 @@ impl FaultProxy {
 }
 
 fn kind(method: &axum::http::Method, path: &str) -> Option<Call> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     if path.ends_with("/insertAll") {
         Some(Call::InsertAll)
     } else if path.ends_with("/queries") {
         Some(Call::Query)
-    } else if method == axum::http::Method::GET && segments.iter().rev().nth(1) == Some(&"tables") {
+    } else if method == axum::http::Method::GET
+        && path.trim_end_matches('/').rsplit('/').nth(1) == Some("tables")
+    {
         Some(Call::TableGet)
     } else if method == axum::http::Method::GET && path.ends_with("layout.json") {
         Some(Call::LayoutRead)

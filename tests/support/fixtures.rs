@@ -67,6 +67,18 @@ pub fn catalog_dir(files: &[(&str, String)]) -> TempDir {
     dir
 }
 
+/// The shipped catalog with a new required field, `channel`, in `order`: an order that
+/// landed before is refused by it.
+pub fn stricter_order_catalog() -> TempDir {
+    let mut order = shipped_schema("order");
+    order["properties"]["channel"] = serde_json::json!({"type": "string"});
+    order["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("channel"));
+    shipped_catalog_with("order", order)
+}
+
 /// The shipped catalog with one file replaced.
 pub fn shipped_catalog_with(name: &str, schema: Value) -> TempDir {
     let files: Vec<(&str, String)> = ["order", "inventory", "user_activity"]

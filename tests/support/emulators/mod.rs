@@ -56,6 +56,8 @@ pub struct Google {
     pub raw: String,
     /// The curated layer's dataset.
     pub curated: String,
+    /// Where landfall reaches Cloud Storage: the emulator, or a proxy in front of it.
+    pub gcs_url: String,
     /// Where landfall reaches BigQuery: the emulator, or a proxy in front of it.
     pub bigquery_url: String,
     /// Where landfall reaches the Storage Write API: the emulator's gRPC port, or a proxy.
@@ -109,6 +111,7 @@ impl Google {
         let bucket = format!("landing-{n}");
         gcs.create_bucket(&bucket).await;
         Google {
+            gcs_url: gcs.url(),
             bigquery_url: bigquery.url(),
             bigquery_grpc_url: bigquery.grpc_url(),
             write_api: WriteApi::Storage,
@@ -132,6 +135,12 @@ impl Google {
         self
     }
 
+    /// landfall reaches Cloud Storage through this URL (a fault proxy) from now on.
+    pub fn through_gcs(mut self, url: &str) -> Self {
+        self.gcs_url = url.to_string();
+        self
+    }
+
     /// landfall reaches the Storage Write API through this URL (a gRPC fault proxy).
     pub fn through_grpc(mut self, url: &str) -> Self {
         self.bigquery_grpc_url = url.to_string();
@@ -144,7 +153,7 @@ impl Google {
         self
     }
 
-    /// Where landfall lands: this bucket and dataset, through `bigquery_url`.
+    /// Where landfall lands: this bucket and dataset, through `gcs_url` and `bigquery_url`.
     pub fn sink_args(&self) -> Vec<String> {
         self.sink_args_into(&self.raw)
     }
@@ -155,7 +164,7 @@ impl Google {
             "--gcs-bucket",
             &self.bucket,
             "--storage-emulator-host",
-            &self.gcs.url(),
+            &self.gcs_url,
         ]
         .map(String::from)
         .to_vec();
